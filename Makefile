@@ -1,0 +1,39 @@
+# winnow developer entry points. `make demo` and `make test` work from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CI machines keep the CPU torch wheel in /opt/wheels; uv ignores pip's config, so point it there.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: install demo test test-fast bench-extract bench-ingest clean
+
+$(BIN)/winnow: pyproject.toml
+	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
+	$(PYTHON) -m uv venv -q --allow-existing --python $(PYTHON) $(VENV)
+	$(PYTHON) -m uv pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[test]'
+	@touch $@
+
+install: $(BIN)/winnow
+
+## Run the demo curation on the WARC sample shipped in examples/data (output: demo-output/).
+demo: install
+	$(BIN)/winnow run examples/demo.yaml
+
+## Run the test suite.
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+## Extraction quality (4-shingle F1 vs ground truth) and speed, both extractors (needs ../shared).
+bench-extract: install
+	$(BIN)/python benchmarks/extraction.py
+
+## Ingest throughput, winnow vs datatrove WarcReader + Trafilatura on the same WARCs (needs ../shared).
+bench-ingest: install
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf demo-output .pytest_cache

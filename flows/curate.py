@@ -1,0 +1,104 @@
+"""The curation flow: map the per-shard stages over the input files, then summarise."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import as_completed
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tasks.prefect_tasks import curate_shard
+from winnow.config import WinnowConfig
+from winnow.shardio import join, list_inputs, shard_name, write_bytes_atomic
+from winnow.stats import funnel_markdown, funnel_rows, merge_runs
+
+DOCUMENTS_DIR = "documents"
+
+
+class ShardFailures(RuntimeError):
+    """Some shards failed; the others are finished and a rerun redoes only the failed ones."""
+
+
+@flow(name="winnow-curate", log_prints=True, persist_result=False)
+def curate(config: dict[str, Any]) -> dict[str, Any]:
+    """Ingest and curate every input shard; write Parquet shards, stats and a summary."""
+    cfg = WinnowConfig.model_validate(config)
+    logger = get_run_logger()
+    inputs = list_inputs(cfg.input, cfg.storage_options)
+    out_dir = join(cfg.output, DOCUMENTS_DIR)
+    outputs = [join(out_dir, shard_name(i)) for i in range(len(inputs))]
+    logger.info("%d input shard(s) -> %s", len(inputs), out_dir)
+
+    task = curate_shard.with_options(retries=cfg.runner.retries)
+    cfg_dict = cfg.model_dump(mode="json")
+    futures = [task.submit(i, o, cfg_dict) for i, o in zip(inputs, outputs)]
+    index = {f.task_run_id: k for k, f in enumerate(futures)}
+
+    results: list[dict[str, Any] | None] = [None] * len(futures)
+    failures: list[str] = []
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]curate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[note]}"), console=console, transient=False,
+                  disable=not console.is_terminal) as progress:
+        bar = progress.add_task("shards", total=len(futures), note="")
+        for fut in as_completed(futures):
+            k = index[fut.task_run_id]
+            try:
+                results[k] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - report every failed shard, keep the others
+                failures.append(f"{inputs[k]}: {type(exc).__name__}: {exc}")
+                logger.error("shard %s failed: %s", outputs[k], exc)
+            progress.update(bar, advance=1, note=f"{len(failures)} failed" if failures else "")
+
+    finished = [r for r in results if r is not None]
+    stats = merge_runs([r["stats"] for r in finished])
+    summary = {
+        "output": out_dir,
+        "shards": len(inputs),
+        "shards_skipped_as_done": sum(1 for r in finished if r["skipped"]),
+        "shards_failed": len(failures),
+        "failures": failures,
+        "rows": sum(r["rows"] for r in finished),
+        "stages": {name: s.to_dict() for name, s in stats.items()},
+    }
+    markdown = (
+        f"# winnow curate\n\nOutput: `{out_dir}`  \nShards: {len(inputs)} "
+        f"({summary['shards_skipped_as_done']} already done, {len(failures)} failed)  \n"
+        f"Documents written: {summary['rows']:,}\n\n" + funnel_markdown(stats)
+    )
+    write_bytes_atomic(join(cfg.output, "summary.json"), json.dumps(summary, indent=1).encode(),
+                       cfg.storage_options)
+    write_bytes_atomic(join(cfg.output, "summary.md"), markdown.encode(), cfg.storage_options)
+    create_markdown_artifact(key="winnow-funnel", markdown=markdown, description="winnow run summary")
+    create_table_artifact(key="winnow-funnel-table", table=funnel_rows(stats),
+                          description="documents and bytes per stage and drop reason")
+    print_summary(summary, markdown, file=sys.stderr)
+    if failures:
+        raise ShardFailures(
+            f"{len(failures)} of {len(inputs)} shard(s) failed; the rest are written. "
+            "Rerun the same command to retry only the failed shards:\n  " + "\n  ".join(failures)
+        )
+    return summary
+
+
+def print_summary(summary: dict[str, Any], markdown: str, file=sys.stderr) -> None:
+    from rich.markdown import Markdown
+
+    Console(file=file).print(Markdown(markdown))
+
+
+def task_runner_for(cfg: WinnowConfig):
+    if cfg.runner.kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=cfg.runner.workers)
+    return ThreadPoolTaskRunner(max_workers=cfg.runner.workers)
+
+
+def run_curate(cfg: WinnowConfig) -> dict[str, Any]:
+    """Run the flow with the task runner the config asks for."""
+    return curate.with_options(task_runner=task_runner_for(cfg))(cfg.model_dump(mode="json"))

@@ -1,0 +1,102 @@
+"""The curate flow end to end on the demo WARCs, on a real (temporary) Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import DEMO_WARCS, REPO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _cfg(tmp_path, **extra):
+    from winnow.config import WinnowConfig
+
+    return WinnowConfig.model_validate({
+        "input": [str(DEMO_WARCS)], "output": str(tmp_path / "out"),
+        "runner": {"kind": "threads", "workers": 2, "retries": 0}, **extra,
+    })
+
+
+def test_flow_writes_shards_summary_and_artifacts(prefect_server, tmp_path):
+    from flows.curate import run_curate
+
+    cfg = _cfg(tmp_path)
+    summary = run_curate(cfg)
+    shards = sorted((tmp_path / "out" / "documents").glob("part-*.parquet"))
+    assert len(shards) == len(list(DEMO_WARCS.iterdir())) == summary["shards"]
+    assert sum(pq.read_metadata(s).num_rows for s in shards) == summary["rows"] > 50
+    ingest = summary["stages"]["ingest"]
+    assert ingest["docs_in"] == ingest["docs_out"] + sum(ingest["dropped_docs"].values())
+    assert ingest["docs_out"] == summary["rows"]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["rows"] == summary["rows"]
+    assert "dropped: revisit" in (tmp_path / "out" / "summary.md").read_text()
+    assert not list((tmp_path / "out").rglob(".*tmp-*"))
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    resp = httpx.get(f"{PREFECT_API_URL.value()}/artifacts/winnow-funnel/latest")
+    resp.raise_for_status()
+    assert resp.json()["type"] == "markdown"
+    assert "ingest" in resp.json()["data"] and "truncated_record" in resp.json()["data"]
+
+    # Rerun: every shard is skipped, same totals. Remove one marker: only that shard is redone.
+    again = run_curate(cfg)
+    assert again["shards_skipped_as_done"] == summary["shards"] and again["rows"] == summary["rows"]
+    os.remove(tmp_path / "out" / "documents" / "_done" / "part-00003.parquet.json")
+    third = run_curate(cfg)
+    assert third["shards_skipped_as_done"] == summary["shards"] - 1
+    assert third["stages"] == summary["stages"] | {"ingest": third["stages"]["ingest"]}
+    assert third["stages"]["ingest"]["docs_out"] == ingest["docs_out"]
+
+
+def test_one_failing_shard_does_not_stop_the_others(prefect_server, tmp_path, monkeypatch):
+    import tasks.shard as shard_mod
+    from flows.curate import ShardFailures, run_curate
+
+    real = shard_mod.ingest_warc
+
+    def flaky(path, *args, **kwargs):
+        if "clueweb" in path:
+            raise RuntimeError("simulated worker crash")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(shard_mod, "ingest_warc", flaky)
+    cfg = _cfg(tmp_path)
+    with pytest.raises(ShardFailures, match="1 of 12 shard"):
+        run_curate(cfg)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["shards_failed"] == 1 and "clueweb" in summary["failures"][0]
+    assert summary["rows"] > 50
+    monkeypatch.setattr(shard_mod, "ingest_warc", real)
+    fixed = run_curate(cfg)
+    assert fixed["shards_skipped_as_done"] == 11 and fixed["shards_failed"] == 0
+    assert fixed["rows"] == summary["rows"] + 29
+
+
+def test_demo_command_from_readme(tmp_path):
+    """`winnow run examples/demo.yaml` as a user runs it, in a separate process."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env.pop("PREFECT_API_URL", None)
+    winnow = shutil.which("winnow", path=os.path.dirname(sys.executable)) or "winnow"
+    proc = subprocess.run([winnow, "run", "examples/demo.yaml", "--output", str(tmp_path / "demo")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "documents in" in proc.stderr and str(tmp_path / "demo") in proc.stderr
+    assert len(list((tmp_path / "demo" / "documents").glob("part-*.parquet"))) == 12

@@ -1,0 +1,113 @@
+"""winnow command line: `winnow run CONFIG`, `winnow stages`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="winnow",
+    help="Turn raw web crawls (WARC) into pretraining-ready Parquet: ingest and extract text, "
+         "filter, deduplicate, pack. Runs as Prefect flows, locally or on a Prefect server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, soft_wrap=True)  # error messages carry paths: never wrap them
+
+
+def _prefect_env() -> None:
+    # No telemetry from an offline data tool, and a quiet ephemeral server unless asked otherwise.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # Route winnow's own log lines (first occurrence of each drop/error reason) into Prefect's logs.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "winnow")
+    logging.getLogger("winnow").setLevel(logging.INFO)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="YAML config file (see examples/demo.yaml).")],
+    input: Annotated[Optional[list[str]], typer.Option(
+        "--input", "-i", help="Input file/dir/glob (local or s3://); repeat for several. Replaces the config's.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output directory; replaces the config's.")] = None,
+    runner: Annotated[Optional[str], typer.Option(help="threads or processes.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Shards processed at the same time.")] = None,
+) -> None:
+    """Run the curation flow described by CONFIG.
+
+    Each input file is one shard. Finished shards are skipped on a rerun (done-markers), so
+    the same command resumes a crashed or failed run. Output: OUTPUT/documents/part-NNNNN.parquet,
+    OUTPUT/summary.json and OUTPUT/summary.md (the funnel: documents and bytes per stage and
+    drop reason).
+    """
+    from winnow.config import ConfigError, load_config
+    from winnow.shardio import InputError, list_inputs
+
+    overrides = {"input": input, "output": output, "runner.kind": runner, "runner.workers": workers}
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        # Checked here too (the flow lists inputs itself) so a typo fails in a second, before
+        # a Prefect server is started, and without a traceback.
+        n_inputs = len(list_inputs(cfg.input, cfg.storage_options))
+    except InputError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    err.print(f"winnow: {n_inputs} input file(s) -> {cfg.output}", highlight=False)
+    _prefect_env()
+    from flows.curate import ShardFailures, run_curate
+
+    try:
+        summary = run_curate(cfg)
+    except ShardFailures as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    err.print(f"\n[green]done.[/green] {summary['rows']:,} documents in [bold]{summary['output']}[/bold]")
+    err.print(f"run summary: {os.path.join(cfg.output, 'summary.md')}")
+
+
+@app.command()
+def stages() -> None:
+    """List the pipeline stages and their configuration fields (with defaults)."""
+    from winnow.config import IngestConfig, RunnerConfig, WinnowConfig
+
+    def show(title: str, model, prefix: str) -> None:
+        err.print(f"\n[bold]{title}[/bold]")
+        for name, field in model.model_fields.items():
+            if isinstance(field.default, type(None)) and field.default_factory is None and field.is_required():
+                default = "(required)"
+            elif field.default_factory is not None:
+                default = repr(field.default_factory())
+            else:
+                default = repr(field.default)
+            if hasattr(field.annotation, "model_fields"):
+                continue
+            err.print(f"  [cyan]{prefix}{name}[/cyan] = {default}\n      {field.description or ''}", highlight=False)
+
+    err.print("Stages run per shard, in this order:\n"
+              "  [bold]ingest[/bold]  WARC response records -> main text (HTML only, HTTP 200, URL filter).\n"
+              "          JSONL/Parquet inputs skip it and are read as documents ([bold]read[/bold]).")
+    show("top level", WinnowConfig, "")
+    show("runner", RunnerConfig, "runner.")
+    show("ingest", IngestConfig, "ingest.")
+    from winnow.config import UrlFilterConfig
+
+    show("ingest.url_filter", UrlFilterConfig, "ingest.url_filter.")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The one configuration model, loadable from YAML, validated with messages a person can act on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says which field and why."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo in a field name must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class UrlFilterConfig(_Strict):
+    allowed_schemes: list[str] = Field(default_factory=lambda: ["http", "https"],
+                                       description="URL schemes kept; others are dropped as url_scheme.")
+    max_length: int = Field(2048, ge=16, description="URLs longer than this are dropped (url_too_long).")
+    blocked_domains: list[str] = Field(default_factory=list,
+                                       description="Domains dropped with all their subdomains.")
+    blocked_domains_file: str | None = Field(None, description="File (local or s3://) with one domain per line.")
+    blocked_urls: list[str] = Field(default_factory=list, description="Exact URLs dropped (after normalisation).")
+    blocked_urls_file: str | None = Field(None, description="File with one URL per line.")
+
+
+class IngestConfig(_Strict):
+    extractor: Literal["resiliparse", "trafilatura"] = Field(
+        "resiliparse", description="resiliparse (fast, default) or trafilatura (datatrove/FineWeb settings).")
+    allowed_mime_types: list[str] = Field(
+        default_factory=lambda: ["text/html", "application/xhtml+xml"],
+        description="HTTP Content-Types treated as HTML; a missing Content-Type is sniffed.")
+    allowed_status: list[int] = Field(default_factory=lambda: [200], description="HTTP status codes kept.")
+    max_record_bytes: int = Field(10_000_000, ge=1024,
+                                  description="WARC records larger than this are skipped unread (oversized).")
+    min_text_chars: int = Field(1, ge=0, description="Extracted text shorter than this is dropped (empty_text).")
+    max_text_chars: int = Field(1_000_000, ge=1,
+                                description="Extracted text longer than this is dropped (text_too_long).")
+    url_filter: UrlFilterConfig = Field(default_factory=UrlFilterConfig)
+
+    @field_validator("allowed_mime_types")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [m.lower().strip() for m in v]
+
+
+class RunnerConfig(_Strict):
+    kind: Literal["threads", "processes"] = Field(
+        "threads", description="threads: one process, no extra servers; processes: one process per worker "
+                               "(set PREFECT_API_URL to a running Prefect server for this).")
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024,
+                         description="Shards processed at the same time.")
+    retries: int = Field(1, ge=0, le=10, description="Retries of a failed shard (e.g. a network error on S3).")
+
+
+class WinnowConfig(_Strict):
+    input: list[str] = Field(description="Input files, directories or globs (local or s3://): "
+                                         ".warc[.gz], .jsonl[.gz], .parquet. One shard per file.")
+    output: str = Field(description="Output directory (local or s3://).")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for remote paths, e.g. {endpoint_url: ..., anon: false}.")
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    rows_per_row_group: int = Field(2000, ge=1, description="Parquet row-group size of output shards.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("input")
+    @classmethod
+    def _non_empty(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one input path is needed")
+        return v
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; `winnow stages` lists the fields)"
+        elif "input" in e and e["type"] != "missing":
+            msg += f" (got {e['input']!r})"
+        lines.append(f"  - {where}: {msg}")
+    return "\n".join(lines)
+
+
+def _resolve(path: str, base: Path) -> str:
+    if "://" in path or os.path.isabs(path):
+        return path
+    return str((base / path).resolve()) if not any(c in path for c in "*?[") else str(base / path)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> WinnowConfig:
+    """Load YAML (paths in it are relative to the file), apply overrides (relative to CWD)."""
+    data: dict[str, Any] = {}
+    source = "command-line options"
+    base = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping of settings at the top level, got {type(loaded).__name__}")
+        data = loaded
+        base = p.resolve().parent
+        if isinstance(data.get("input"), str):
+            data["input"] = [data["input"]]
+        if isinstance(data.get("input"), list):
+            data["input"] = [_resolve(str(x), base) for x in data["input"]]
+        if isinstance(data.get("output"), str):
+            data["output"] = _resolve(data["output"], base)
+        ingest = data.get("ingest")
+        if isinstance(ingest, dict) and isinstance(ingest.get("url_filter"), dict):
+            uf = ingest["url_filter"]
+            for key in ("blocked_domains_file", "blocked_urls_file"):
+                if isinstance(uf.get(key), str):
+                    uf[key] = _resolve(uf[key], base)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "input":
+            value = [_resolve(str(v), Path.cwd()) for v in value]
+        elif key == "output":
+            value = _resolve(str(value), Path.cwd())
+        cursor = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            cursor = cursor.setdefault(part, {})
+        cursor[leaf] = value
+    try:
+        return WinnowConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None

@@ -1,0 +1,93 @@
+"""The one document record every stage reads and writes, and its Parquet schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+# Annotation values are JSON-encoded so that one map<string,string> column can carry
+# any stage's results (floats, lists, small dicts) without a schema change per stage.
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("text", pa.large_string(), nullable=False),
+        pa.field("crawl_date", pa.timestamp("ms", tz="UTC")),
+        pa.field("source_file", pa.string()),
+        pa.field("source_offset", pa.int64()),
+        pa.field("content_type", pa.string()),
+        pa.field("annotations", pa.map_(pa.string(), pa.string())),
+    ],
+    metadata={b"winnow.schema_version": b"1"},
+)
+
+
+@dataclass(slots=True)
+class Document:
+    id: str
+    text: str
+    url: str | None = None
+    crawl_date: datetime | None = None
+    source_file: str | None = None
+    source_offset: int | None = None
+    content_type: str | None = None
+    annotations: dict[str, Any] = field(default_factory=dict)
+
+    def annotate(self, stage: str, key: str, value: Any) -> None:
+        """Record a stage's result under ``stage.key`` (e.g. ``lid.lang``)."""
+        self.annotations[f"{stage}.{key}"] = value
+
+    @property
+    def n_bytes(self) -> int:
+        return len(self.text.encode("utf-8", "surrogatepass"))
+
+
+def documents_to_table(docs: list[Document]) -> pa.Table:
+    columns = {
+        "id": [d.id for d in docs],
+        "url": [d.url for d in docs],
+        "text": [d.text for d in docs],
+        "crawl_date": [d.crawl_date for d in docs],
+        "source_file": [d.source_file for d in docs],
+        "source_offset": [d.source_offset for d in docs],
+        "content_type": [d.content_type for d in docs],
+        "annotations": [
+            [(k, json.dumps(v, ensure_ascii=False)) for k, v in d.annotations.items()] for d in docs
+        ],
+    }
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
+
+
+def table_to_documents(table: pa.Table) -> list[Document]:
+    """Inverse of :func:`documents_to_table`; tolerates tables with only id/text (plus any subset)."""
+    names = set(table.column_names)
+    n = table.num_rows
+
+    def col(name: str) -> list[Any]:
+        return table.column(name).to_pylist() if name in names else [None] * n
+
+    ids, texts = col("id"), col("text")
+    urls, dates, files, offsets, ctypes, annos = (
+        col("url"), col("crawl_date"), col("source_file"), col("source_offset"),
+        col("content_type"), col("annotations"),
+    )
+    docs = []
+    for i in range(n):
+        ann = annos[i]
+        docs.append(
+            Document(
+                id=str(ids[i]) if ids[i] is not None else "",
+                text=texts[i] if texts[i] is not None else "",
+                url=urls[i],
+                crawl_date=dates[i],
+                source_file=files[i],
+                source_offset=offsets[i],
+                content_type=ctypes[i],
+                annotations={k: json.loads(v) for k, v in ann} if ann else {},
+            )
+        )
+    return docs

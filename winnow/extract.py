@@ -1,0 +1,97 @@
+"""HTML -> main text. Default: resiliparse main-content extraction plus line cleanup;
+option: trafilatura with the settings datatrove uses for FineWeb."""
+
+from __future__ import annotations
+
+import re
+from typing import Callable, Literal
+
+from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+from resiliparse.parse.html import HTMLTree
+
+ExtractorName = Literal["resiliparse", "trafilatura"]
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_:.\-]+)""", re.I)
+
+
+def decode_html(body: bytes, http_charset: str | None) -> tuple[str, str]:
+    """Bytes -> str, trusting in order: a charset that decodes cleanly (HTTP header, then
+    <meta>), then detection. Returns (text, encoding used).
+
+    Mislabelled pages are common (a UTF-8 page served as ISO-8859-1, or the reverse), so a
+    declared charset is only used when the bytes are valid in it.
+    """
+    candidates: list[str] = []
+    if http_charset:
+        candidates.append(http_charset)
+    m = _META_CHARSET.search(body[:4096])
+    if m:
+        candidates.append(m.group(1).decode("ascii", "ignore"))
+    for enc in candidates:
+        enc = enc.strip().lower()
+        if enc in ("iso-8859-1", "latin-1", "latin1", "us-ascii", "ascii"):
+            # Browsers treat these as windows-1252 (WHATWG); and latin-1 never fails, so it
+            # proves nothing: only accept it if the bytes are not valid UTF-8.
+            try:
+                return body.decode("utf-8"), "utf-8"
+            except UnicodeDecodeError:
+                return body.decode("cp1252", "replace"), "cp1252"
+        try:
+            return body.decode(enc), enc
+        except (UnicodeDecodeError, LookupError):
+            continue
+    detected = detect_encoding(body) or "utf-8"
+    return bytes_to_str(body, detected, fallback_encodings=("utf-8", "cp1252")), detected
+
+
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_SPACE_RUNS = re.compile(r"[ \t\u00a0]+")
+
+
+def _normalise(text: str) -> str:
+    lines = (_SPACE_RUNS.sub(" ", ln).strip() for ln in text.splitlines())
+    return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
+
+
+def extract_resiliparse(html: str) -> str:
+    tree = HTMLTree.parse(html)
+    text = extract_plain_text_main(tree)
+    return _normalise(text)
+
+
+def extract_plain_text_main(tree: HTMLTree) -> str:
+    from resiliparse.extract.html2text import extract_plain_text
+
+    return extract_plain_text(
+        tree,
+        main_content=True,
+        alt_texts=False,
+        links=False,
+        list_bullets=False,
+        form_fields=False,
+        noscript=False,
+        comments=False,
+    )
+
+
+def extract_trafilatura(html: str) -> str:
+    import trafilatura
+
+    # Same options as datatrove's Trafilatura extractor (used for FineWeb).
+    text = trafilatura.extract(
+        html, favor_precision=True, include_comments=False, deduplicate=True
+    )
+    return text or ""
+
+
+EXTRACTORS: dict[str, Callable[[str], str]] = {
+    "resiliparse": extract_resiliparse,
+    "trafilatura": extract_trafilatura,
+}
+
+
+def get_extractor(name: str) -> Callable[[str], str]:
+    try:
+        return EXTRACTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown extractor {name!r}; choose one of {sorted(EXTRACTORS)}") from None
