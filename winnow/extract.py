@@ -4,12 +4,15 @@ option: trafilatura with the settings datatrove uses for FineWeb."""
 from __future__ import annotations
 
 import re
-from typing import Callable, Literal
+from functools import partial
+from typing import Callable
 
 from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 
-ExtractorName = Literal["resiliparse", "trafilatura"]
+from winnow import boilerplate
+
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_:.\-]+)""", re.I)
 
@@ -47,31 +50,32 @@ def decode_html(body: bytes, http_charset: str | None) -> tuple[str, str]:
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _SPACE_RUNS = re.compile(r"[ \t\u00a0]+")
 
+# Inside the main-content region these are image captions and photo credits, never body text.
+_SKIP_SELECTORS = ["figure", "[class*=caption]", "[class*=credit]"]
+
 
 def _normalise(text: str) -> str:
     lines = (_SPACE_RUNS.sub(" ", ln).strip() for ln in text.splitlines())
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
 
 
-def extract_resiliparse(html: str) -> str:
-    tree = HTMLTree.parse(html)
-    text = extract_plain_text_main(tree)
-    return _normalise(text)
-
-
-def extract_plain_text_main(tree: HTMLTree) -> str:
-    from resiliparse.extract.html2text import extract_plain_text
-
-    return extract_plain_text(
-        tree,
-        main_content=True,
-        alt_texts=False,
-        links=False,
-        list_bullets=False,
-        form_fields=False,
-        noscript=False,
-        comments=False,
+def extract_resiliparse(html: str, cleanup: bool = True) -> str:
+    """resiliparse main-content extraction; with ``cleanup``, boilerplate lines removed
+    (see :mod:`winnow.boilerplate`)."""
+    text = _normalise(
+        extract_plain_text(
+            HTMLTree.parse(html),
+            main_content=True,
+            alt_texts=False,
+            links=False,
+            list_bullets=False,
+            form_fields=False,
+            noscript=False,
+            comments=False,
+            skip_elements=_SKIP_SELECTORS,
+        )
     )
+    return boilerplate.clean(text) if cleanup else text
 
 
 def extract_trafilatura(html: str) -> str:
@@ -86,6 +90,7 @@ def extract_trafilatura(html: str) -> str:
 
 EXTRACTORS: dict[str, Callable[[str], str]] = {
     "resiliparse": extract_resiliparse,
+    "resiliparse-raw": partial(extract_resiliparse, cleanup=False),
     "trafilatura": extract_trafilatura,
 }
 
