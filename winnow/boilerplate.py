@@ -28,10 +28,10 @@ _POLICY = ("terms of use", "terms of service", "privacy policy", "cookie policy"
            "use of cookies", "use cookies", "all rights reserved")
 _CREDIT = re.compile(r"^(\(?(photo|image|picture|foto|credit|source|bild)s?( credit)?\s*[:/©])|^©|^copyright\b", re.I)
 _END_MARKER = re.compile(
-    r"^(read more|related( articles| stories| posts| news| content)?|more (from|on) .{0,40}"
-    r"|you (may|might) also like.*|recommended( for you)?|comments?|\d+ comments?|leave a (comment|reply)"
-    r"|share( this)?.*|tags?:?.*|categories|follow us.*|subscribe.*|newsletter|advertisement"
-    r"|most (read|popular).*|trending.*|latest( news| stories)?|sponsored.*|about the author|written by.*"
+    r"^(related( articles| stories| posts| news| content)?|more (from|on) .{0,40}"
+    r"|you (may|might) also like.*|recommended( for you)?"
+    r"|tags?:?.*|categories|follow us.*|subscribe.*|newsletter"
+    r"|most (read|popular).*|trending.*|latest( news| stories)?|about the author|written by.*"
     r"|previous (post|article).*|next (post|article).*)[\s:.!]*$",
     re.I,
 )
@@ -55,22 +55,22 @@ def _is_prose(line: str) -> bool:
     return (words >= MIN_PROSE_WORDS or cjk >= 2 * MIN_PROSE_WORDS) and s.endswith(_SENTENCE_END)
 
 
+def _is_boilerplate(line: str) -> bool:
+    s = line.strip()
+    return bool(s) and bool(
+        _UI_LABEL.match(s) or (len(s) < 200 and (_CREDIT.match(s) or any(p in s.lower() for p in _POLICY)))
+    )
+
+
 def drop_boilerplate_lines(text: str) -> str:
-    kept = []
-    for line in text.split("\n"):
-        s = line.strip()
-        if s and (
-            _UI_LABEL.match(s)
-            or (len(s) < 200 and (_CREDIT.match(s) or any(p in s.lower() for p in _POLICY)))
-        ):
-            continue
-        kept.append(line)
+    kept = [line for line in text.split("\n") if not _is_boilerplate(line)]
     return _BLANK_RUNS.sub("\n\n", "\n".join(kept)).strip()
 
 
 def trim_to_prose(text: str) -> str:
     lines = text.split("\n")
-    prose = [i for i, ln in enumerate(lines) if _is_prose(ln)]
+    # A copyright or cookie notice reads like a sentence but never anchors the article.
+    prose = [i for i, ln in enumerate(lines) if _is_prose(ln) and not _is_boilerplate(ln)]
     if not prose:
         return text  # nothing sentence-like: leave the decision to the quality filters
     lo, hi = prose[0], prose[-1]
@@ -89,4 +89,6 @@ def trim_to_prose(text: str) -> str:
 
 
 def clean(text: str) -> str:
-    return trim_to_prose(drop_boilerplate_lines(text))
+    # Trim first: the labels that drop_boilerplate_lines removes ("Read more", "Related")
+    # are the end-of-article markers that trim_to_prose cuts at.
+    return drop_boilerplate_lines(trim_to_prose(text))
