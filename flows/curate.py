@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tasks.prefect_tasks import curate_shard
+from tasks.shard import check_resources
 from winnow.config import WinnowConfig
 from winnow.shardio import join, list_inputs, shard_name, write_bytes_atomic
 from winnow.stats import funnel_markdown, funnel_rows, merge_runs
@@ -30,6 +30,7 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
     """Ingest and curate every input shard; write Parquet shards, stats and a summary."""
     cfg = WinnowConfig.model_validate(config)
     logger = get_run_logger()
+    check_resources(cfg)  # a missing or corrupt model fails here, before any shard runs
     inputs = list_inputs(cfg.input, cfg.storage_options)
     out_dir = join(cfg.output, DOCUMENTS_DIR)
     outputs = [join(out_dir, shard_name(i)) for i in range(len(inputs))]
@@ -78,7 +79,7 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
     create_markdown_artifact(key="winnow-funnel", markdown=markdown, description="winnow run summary")
     create_table_artifact(key="winnow-funnel-table", table=funnel_rows(stats),
                           description="documents and bytes per stage and drop reason")
-    print_summary(summary, markdown, file=sys.stderr)
+    print_summary(summary, stats)
     if failures:
         raise ShardFailures(
             f"{len(failures)} of {len(inputs)} shard(s) failed; the rest are written. "
@@ -87,10 +88,18 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def print_summary(summary: dict[str, Any], markdown: str, file=sys.stderr) -> None:
-    from rich.markdown import Markdown
+def print_summary(summary: dict[str, Any], stats) -> None:
+    from rich.table import Table
 
-    Console(file=file).print(Markdown(markdown))
+    table = Table(title=f"winnow curate: {summary['rows']:,} documents -> {summary['output']}", title_justify="left")
+    for col in ("stage", "what", "docs_in", "docs_out", "kept", "bytes_in", "bytes_out"):
+        table.add_column(col, no_wrap=col == "what", justify="left" if col in ("stage", "what") else "right")
+    for row in funnel_rows(stats):
+        table.add_row(*row.values())
+    console = Console(stderr=True, width=max(120, Console(stderr=True).width))
+    console.print(table)
+    console.print(f"shards: {summary['shards']} ({summary['shards_skipped_as_done']} already done, "
+                  f"{summary['shards_failed']} failed)", highlight=False)
 
 
 def task_runner_for(cfg: WinnowConfig):

@@ -63,6 +63,14 @@ def run(
     except InputError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    from filters.lid import ModelError
+    from tasks.shard import check_resources
+
+    try:
+        check_resources(cfg)
+    except (ModelError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
     err.print(f"winnow: {n_inputs} input file(s) -> {cfg.output}", highlight=False)
     _prefect_env()
     from flows.curate import ShardFailures, run_curate
@@ -74,6 +82,47 @@ def run(
         raise typer.Exit(1) from None
     err.print(f"\n[green]done.[/green] {summary['rows']:,} documents in [bold]{summary['output']}[/bold]")
     err.print(f"run summary: {os.path.join(cfg.output, 'summary.md')}")
+
+
+@app.command("train-quality")
+def train_quality(
+    positive: Annotated[list[str], typer.Option("--positive", "-p", help="High-quality examples: JSONL(.gz) or Parquet files/dirs/globs with a 'text' field. Repeatable.")],
+    negative: Annotated[list[str], typer.Option("--negative", "-n", help="Low-quality examples, same formats. Repeatable.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the fastText model (.bin).")],
+    valid_fraction: Annotated[float, typer.Option(min=0.01, max=0.5, help="Share held out for validation.")] = 0.1,
+    epoch: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 5,
+    dim: Annotated[int, typer.Option(min=2, help="Embedding size.")] = 64,
+    word_ngrams: Annotated[int, typer.Option(min=1, max=5, help="Word n-gram features.")] = 2,
+    seed: Annotated[int, typer.Option(help="Shuffle/split seed.")] = 0,
+) -> None:
+    """Train a fastText quality classifier (DCLM style) on your own positive/negative examples.
+
+    Prints precision/recall/F1 of the positive class on a validation split the model never
+    trained on. Use the model with `quality.classifier: {enabled: true, model_path: OUT}`.
+    """
+    from filters.quality_classifier import train
+    from winnow.shardio import InputError, list_inputs, read_documents
+    from winnow.stats import StageStats
+
+    def texts(patterns: list[str]) -> list[str]:
+        stats = StageStats()
+        found = [d.text for path in list_inputs(patterns) for d in read_documents(path, stats)]
+        for reason, n in stats.errors.items():
+            err.print(f"[yellow]skipped {n} bad record(s): {reason}[/yellow]")
+        return found
+
+    try:
+        pos, neg = texts(positive), texts(negative)
+        err.print(f"training on {len(pos):,} positive and {len(neg):,} negative examples ...")
+        report = train(pos, neg, out, valid_fraction=valid_fraction, epoch=epoch, dim=dim,
+                       word_ngrams=word_ngrams, seed=seed)
+    except (InputError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    err.print(f"validation ({report.valid_examples:,} held-out examples, threshold 0.5): "
+              f"precision {report.precision:.3f}  recall {report.recall:.3f}  F1 {report.f1:.3f}  "
+              f"accuracy {report.accuracy:.3f}")
+    err.print(f"model written to {report.model_path}")
 
 
 @app.command()
@@ -95,14 +144,20 @@ def stages() -> None:
             err.print(f"  [cyan]{prefix}{name}[/cyan] = {default}\n      {field.description or ''}", highlight=False)
 
     err.print("Stages run per shard, in this order:\n"
-              "  [bold]ingest[/bold]  WARC response records -> main text (HTML only, HTTP 200, URL filter).\n"
-              "          JSONL/Parquet inputs skip it and are read as documents ([bold]read[/bold]).")
+              "  [bold]ingest[/bold]   WARC response records -> main text (HTML only, HTTP 200, URL filter).\n"
+              "           JSONL/Parquet inputs skip it and are read as documents ([bold]read[/bold]).\n"
+              "  [bold]lid[/bold]      fastText language ID: annotate lid.lang/lid.score, keep-list, thresholds.\n"
+              "  [bold]quality[/bold]  Gopher repetition + Gopher quality + C4 + FineWeb rules (datatrove's),\n"
+              "           then an optional fastText quality classifier (`winnow train-quality`).")
     show("top level", WinnowConfig, "")
     show("runner", RunnerConfig, "runner.")
     show("ingest", IngestConfig, "ingest.")
-    from winnow.config import UrlFilterConfig
+    from winnow.config import ClassifierConfig, LidConfig, QualityConfig, UrlFilterConfig
 
     show("ingest.url_filter", UrlFilterConfig, "ingest.url_filter.")
+    show("lid", LidConfig, "lid.")
+    show("quality", QualityConfig, "quality.")
+    show("quality.classifier", ClassifierConfig, "quality.classifier.")
 
 
 def main() -> None:  # pragma: no cover

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -52,6 +52,62 @@ class IngestConfig(_Strict):
         return [m.lower().strip() for m in v]
 
 
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class LidConfig(_Strict):
+    enabled: bool = Field(True, description="Run language identification.")
+    model_path: str | None = Field(None, description="fastText LID model (lid.176.bin/.ftz, GlotLID, ...); "
+                                                      "default: the bundled lid.176.ftz.")
+    keep: list[str] = Field(default_factory=list,
+                            description="Languages kept (model labels, e.g. en, de); empty: keep all, annotate only.")
+    threshold: Score = Field(0.0, description="Minimum top-1 score for languages without their own threshold.")
+    thresholds: dict[str, Score] = Field(default_factory=dict,
+                                         description="Per-language minimum scores, e.g. {en: 0.65}.")
+    calibrated_thresholds: bool = Field(
+        False, description="Use winnow's calibrated per-language thresholds for lid.176 "
+                           "(winnow/models/lid176_thresholds.json) where `thresholds` has none.")
+    max_chars: int = Field(10_000, ge=16, description="Characters of each document given to the model.")
+
+
+class ClassifierConfig(_Strict):
+    enabled: bool = Field(False, description="Score documents with a fastText quality classifier.")
+    model_path: str | None = Field(None, description="Model trained with `winnow train-quality`.")
+    threshold: Score = Field(0.5, description="Keep documents whose positive-class probability is at least this.")
+    top_k_percent: float | None = Field(None, gt=0, le=100,
+                                        description="Instead of a threshold: keep the best K percent of each shard.")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> ClassifierConfig:
+        if self.enabled and not self.model_path:
+            raise ValueError("quality.classifier.model_path is required when the classifier is enabled")
+        return self
+
+
+class QualityConfig(_Strict):
+    enabled: bool = Field(True, description="Run the heuristic quality rules (and the classifier if enabled).")
+    mode: Literal["filter", "annotate"] = Field(
+        "filter", description="filter: drop failing documents; annotate: keep them, record failed rules.")
+    rules: list[Literal["gopher_repetition", "gopher_quality", "c4", "fineweb"]] = Field(
+        default_factory=lambda: ["gopher_repetition", "gopher_quality", "c4", "fineweb"],
+        description="Rule sets, in order (datatrove's implementations, FineWeb order).")
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Parameters per rule set, passed to datatrove's filter, e.g. "
+                                          "{gopher_quality: {min_doc_words: 30}}.")
+    language: str = Field("en", description="spaCy language used for word splitting by the rules.")
+    max_chars: int = Field(2_000_000, ge=1000, description="Longer documents are dropped (too_long) untokenized.")
+    write_rejected: bool = Field(False, description="Also write dropped documents with their reason to OUTPUT/rejected/.")
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+
+    @field_validator("params")
+    @classmethod
+    def _known_rulesets(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        unknown = set(v) - {"gopher_repetition", "gopher_quality", "c4", "fineweb"}
+        if unknown:
+            raise ValueError(f"unknown rule set(s) {sorted(unknown)}")
+        return v
+
+
 class RunnerConfig(_Strict):
     kind: Literal["threads", "processes"] = Field(
         "threads", description="threads: one process, no extra servers; processes: one process per worker "
@@ -69,6 +125,8 @@ class WinnowConfig(_Strict):
         default_factory=dict, description="fsspec options for remote paths, e.g. {endpoint_url: ..., anon: false}.")
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    lid: LidConfig = Field(default_factory=LidConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     rows_per_row_group: int = Field(2000, ge=1, description="Parquet row-group size of output shards.")
 
     @field_validator("input", mode="before")
@@ -129,6 +187,13 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
             data["input"] = [_resolve(str(x), base) for x in data["input"]]
         if isinstance(data.get("output"), str):
             data["output"] = _resolve(data["output"], base)
+        lid = data.get("lid")
+        if isinstance(lid, dict) and isinstance(lid.get("model_path"), str):
+            lid["model_path"] = _resolve(lid["model_path"], base)
+        quality = data.get("quality")
+        clf = quality.get("classifier") if isinstance(quality, dict) else None
+        if isinstance(clf, dict) and isinstance(clf.get("model_path"), str):
+            clf["model_path"] = _resolve(clf["model_path"], base)
         ingest = data.get("ingest")
         if isinstance(ingest, dict) and isinstance(ingest.get("url_filter"), dict):
             uf = ingest["url_filter"]

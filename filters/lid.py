@@ -1,0 +1,77 @@
+"""fastText language identification (lid.176 by default; any fastText LID model works)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "winnow" / "models"
+DEFAULT_MODEL = MODELS_DIR / "lid.176.ftz"
+DEFAULT_THRESHOLDS = MODELS_DIR / "lid176_thresholds.json"
+
+_WS = re.compile(r"\s+")
+
+
+class ModelError(ValueError):
+    """A model file that is missing or cannot be loaded."""
+
+
+def normalise_for_lid(text: str, max_chars: int) -> str:
+    """FineWeb-style input for fastText: one line (fastText predicts per line), whitespace
+    collapsed, capped to ``max_chars`` (the first part of a page is enough to tell its
+    language, and prediction time is linear in length)."""
+    return _WS.sub(" ", text[: max_chars * 2]).strip()[:max_chars]
+
+
+def _load_fasttext(path: str):
+    import fasttext
+
+    # fasttext prints a deprecation notice on every load_model; it is noise for users.
+    fasttext.FastText.eprint = lambda *args, **kwargs: None
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"fastText model not found: {path}")
+    try:
+        return fasttext.load_model(str(p))
+    except Exception as exc:  # noqa: BLE001 - fastText raises ValueError/RuntimeError on bad files
+        raise ModelError(f"cannot load fastText model {path}: {exc}") from None
+
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _cached_model(path: str):
+    with _lock:
+        return _load_fasttext(path)
+
+
+class FastTextLID:
+    """Top-1 language and score of a text. Labels are returned without ``__label__``.
+
+    GlotLID-style labels (``eng_Latn``) are kept as they are, so keep-lists and thresholds
+    use whatever label set the model has.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, max_chars: int = 10_000) -> None:
+        self.model_path = str(model_path or DEFAULT_MODEL)
+        self.model = _cached_model(self.model_path)
+        self.max_chars = max_chars
+        self.labels = frozenset(lab.removeprefix("__label__") for lab in self.model.get_labels())
+
+    def predict(self, text: str) -> tuple[str, float]:
+        line = normalise_for_lid(text, self.max_chars)
+        if not line:
+            return "und", 0.0
+        labels, scores = self.model.predict(line, k=1)
+        return labels[0].removeprefix("__label__"), min(float(scores[0]), 1.0)
+
+
+def load_thresholds(path: str | Path | None = None) -> dict[str, float]:
+    p = Path(path or DEFAULT_THRESHOLDS)
+    if not p.is_file():
+        return {}
+    return {k: float(v) for k, v in json.loads(p.read_text())["thresholds"].items()}

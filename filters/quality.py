@@ -1,0 +1,73 @@
+"""Heuristic quality rule sets, reusing datatrove's Gopher, C4 and FineWeb implementations.
+
+The rules are datatrove's own classes; winnow only hands them a cached spaCy tokenizer
+(:mod:`filters.words`) so one document is tokenized once for all rule sets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RULESETS = ("gopher_repetition", "gopher_quality", "c4", "fineweb")
+
+# FineWeb's settings: C4 without the terminal-punctuation line filter (it drops too much).
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "gopher_repetition": {},
+    "gopher_quality": {},
+    "c4": {"filter_no_terminal_punct": False},
+    "fineweb": {},
+}
+
+
+def _classes() -> dict[str, type]:
+    from datatrove.pipeline.filters import (
+        C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter,
+    )
+
+    return {
+        "gopher_repetition": GopherRepetitionFilter,
+        "gopher_quality": GopherQualityFilter,
+        "c4": C4QualityFilter,
+        "fineweb": FineWebQualityFilter,
+    }
+
+
+def build_rulesets(names: list[str], params: dict[str, dict[str, Any]], tokenizer) -> list[tuple[str, Any]]:
+    """Instantiate datatrove filters; a bad parameter raises ValueError naming the rule set."""
+    classes = _classes()
+    built = []
+    for name in names:
+        kwargs = {**DEFAULT_PARAMS[name], **params.get(name, {})}
+        if "language" in kwargs or "exclusion_writer" in kwargs:
+            raise ValueError(f"quality.{name}: 'language'/'exclusion_writer' are set by winnow "
+                             "(use quality.language and quality.write_rejected)")
+        try:
+            built.append((name, classes[name](**kwargs, language=tokenizer)))
+        except TypeError as exc:
+            raise ValueError(f"quality.{name}: {exc}") from None
+    return built
+
+
+def apply_rules(rulesets: list[tuple[str, Any]], text: str, stop_at_first: bool) -> tuple[str, list[str]]:
+    """Run the rule sets on ``text``; return (possibly line-filtered text, failed reasons).
+
+    C4's rule set removes lines (javascript notices, policy lines, ...) as datatrove's does,
+    so the returned text is what later rule sets saw.
+    """
+    from datatrove.data import Document as DTDocument
+
+    doc = DTDocument(text=text, id="")
+    failed: list[str] = []
+    for name, rule in rulesets:
+        result = rule.filter(doc)
+        if result is True or result is None:
+            continue
+        if isinstance(result, tuple):
+            ok, reason = result[0], result[1] if len(result) > 1 else name
+        else:
+            ok, reason = bool(result), name
+        if not ok:
+            failed.append(f"{name}:{reason}")
+            if stop_at_first:
+                break
+    return doc.text, failed

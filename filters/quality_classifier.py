@@ -1,0 +1,97 @@
+"""fastText quality classifier, DCLM style: train on your positive/negative examples, then
+score documents with the probability of the positive label."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from filters.lid import ModelError, _cached_model
+
+POSITIVE, NEGATIVE = "__label__hq", "__label__lq"
+_WS = re.compile(r"\s+")
+
+
+def normalise(text: str, max_chars: int = 20_000) -> str:
+    """One lower-cased line with collapsed whitespace (fastText reads one example per line)."""
+    return _WS.sub(" ", text[: max_chars * 2].lower()).strip()[:max_chars]
+
+
+@dataclass
+class TrainReport:
+    train_examples: int
+    valid_examples: int
+    precision: float
+    recall: float
+    f1: float
+    accuracy: float
+    model_path: str
+
+
+def train(positives: Iterable[str], negatives: Iterable[str], out: str | os.PathLike, *,
+          valid_fraction: float = 0.1, seed: int = 0, epoch: int = 5, lr: float = 0.1,
+          dim: int = 64, word_ngrams: int = 2, min_count: int = 2, threshold: float = 0.5) -> TrainReport:
+    """Train and save a classifier; report precision/recall/F1 of the positive class on a
+    held-out validation split (never seen in training)."""
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *a, **k: None
+    examples = [(POSITIVE, normalise(t)) for t in positives] + [(NEGATIVE, normalise(t)) for t in negatives]
+    examples = [(lab, t) for lab, t in examples if t]
+    if sum(lab == POSITIVE for lab, _ in examples) < 2 or sum(lab == NEGATIVE for lab, _ in examples) < 2:
+        raise ValueError("need at least 2 non-empty positive and 2 non-empty negative examples")
+    random.Random(seed).shuffle(examples)
+    n_valid = max(1, int(len(examples) * valid_fraction))
+    valid, train_set = examples[:n_valid], examples[n_valid:]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as fh:
+        for lab, t in train_set:
+            fh.write(f"{lab} {t}\n")
+        train_file = fh.name
+    try:
+        model = fasttext.train_supervised(input=train_file, epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams,
+                                          minCount=min_count, seed=seed, thread=1, verbose=0)
+    finally:
+        os.unlink(train_file)
+    tmp = out.with_name(f".{out.name}.tmp")
+    model.save_model(str(tmp))
+    os.replace(tmp, out)
+    tp = fp = fn = correct = 0
+    for lab, t in valid:
+        pred = _positive_probability(model, t) >= threshold
+        gold = lab == POSITIVE
+        correct += pred == gold
+        tp += pred and gold
+        fp += pred and not gold
+        fn += gold and not pred
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return TrainReport(len(train_set), len(valid), p, r, 2 * p * r / (p + r) if p + r else 0.0,
+                       correct / len(valid), str(out))
+
+
+def _positive_probability(model, line: str) -> float:
+    labels, probs = model.predict(line, k=2)
+    for lab, prob in zip(labels, probs):
+        if lab == POSITIVE:
+            return min(float(prob), 1.0)
+    return 0.0
+
+
+class QualityClassifier:
+    def __init__(self, model_path: str) -> None:
+        self.model = _cached_model(str(model_path))
+        labels = set(self.model.get_labels())
+        if POSITIVE not in labels:
+            raise ModelError(f"{model_path} is not a winnow quality classifier (labels {sorted(labels)[:4]}, "
+                             f"expected {POSITIVE}); train one with `winnow train-quality`")
+
+    def score(self, text: str) -> float:
+        line = normalise(text)
+        return _positive_probability(self.model, line) if line else 0.0

@@ -1,0 +1,81 @@
+"""spaCy's word and sentence splitting, as datatrove's quality filters use it, made cheap.
+
+datatrove's Gopher/C4/FineWeb filters spend most of their time in ``spacy.blank(lang)``:
+every filter tokenizes the whole text again, and C4 runs the sentencizer line by line.
+spaCy splits text at whitespace and tokenizes each whitespace-free chunk on its own (its
+own cache is keyed by chunk), so the tokens of a text are exactly the concatenation of the
+tokens of its chunks. This tokenizer keeps a cache of chunk -> tokens (web text reuses a few
+hundred thousand distinct chunks), calls spaCy only on unseen chunks, and memoises the last
+text so that the filters of one document share one tokenization. Results are spaCy's own.
+
+It plugs into datatrove's filters through their own extension point: ``language=`` accepts a
+``WordTokenizer`` instance.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+_DEFAULT_CACHE = 500_000
+
+
+class CachedSpacyTokenizer(WordTokenizer):
+    def __init__(self, language: str = "en", max_cache: int = _DEFAULT_CACHE) -> None:
+        super().__init__(language)
+        import spacy
+        from spacy.pipeline.sentencizer import Sentencizer
+
+        self._nlp = spacy.blank(language)
+        self._sent_end = frozenset(Sentencizer.default_punct_chars)
+        self._cache: dict[str, tuple[tuple[str, bool], ...]] = {}
+        self._max_cache = max_cache
+        self._memo = threading.local()
+
+    def _chunk(self, chunk: str) -> tuple[tuple[str, bool], ...]:
+        toks = self._cache.get(chunk)
+        if toks is None:
+            toks = tuple((t.text, t.is_punct) for t in self._nlp.tokenizer(chunk) if t.text.strip())
+            if len(self._cache) >= self._max_cache:
+                self._cache.clear()  # bounded memory; refills with the frequent chunks
+            self._cache[chunk] = toks
+        return toks
+
+    def word_tokenize(self, text: str) -> list[str]:
+        memo = self._memo
+        if getattr(memo, "text", None) is text:
+            return memo.words
+        chunk = self._chunk
+        words = [tok for c in text.split() for tok, _ in chunk(c)]
+        memo.text, memo.words = text, words
+        return words
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        """Sentence spans by spaCy's sentencizer rule: a sentence ends after a sentence-final
+        punctuation token, at the next token that is not punctuation."""
+        spans: list[tuple[int, int]] = []
+        sent_end = self._sent_end
+        start = end = None
+        seen_end = False
+        pos = 0
+        for c in text.split():
+            pos = text.index(c, pos)
+            for tok, is_punct in self._chunk(c):
+                if start is None:
+                    start = pos
+                if seen_end and not is_punct and tok not in sent_end:
+                    spans.append((start, end))
+                    start, seen_end = pos, False
+                elif tok in sent_end:
+                    seen_end = True
+                # Token offsets inside a chunk are not needed for counting; the chunk end is
+                # a safe sentence end (spaCy sentences end at token boundaries inside it).
+                end = pos + len(c)
+            pos += len(c)
+        if start is not None:
+            spans.append((start, end))
+        return spans
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [text[a:b].strip() for a, b in self.span_tokenize(text) if text[a:b].strip()]
