@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -11,9 +10,6 @@ from pathlib import Path
 MODELS_DIR = Path(__file__).resolve().parents[1] / "winnow" / "models"
 DEFAULT_MODEL = MODELS_DIR / "lid.176.ftz"
 DEFAULT_THRESHOLDS = MODELS_DIR / "lid176_thresholds.json"
-
-_WS = re.compile(r"\s+")
-
 
 class ModelError(ValueError):
     """A model file that is missing or cannot be loaded."""
@@ -23,7 +19,7 @@ def normalise_for_lid(text: str, max_chars: int) -> str:
     """FineWeb-style input for fastText: one line (fastText predicts per line), whitespace
     collapsed, capped to ``max_chars`` (the first part of a page is enough to tell its
     language, and prediction time is linear in length)."""
-    return _WS.sub(" ", text[: max_chars * 2]).strip()[:max_chars]
+    return " ".join(text[: max_chars + max_chars // 4].split())[:max_chars]
 
 
 def _load_fasttext(path: str):

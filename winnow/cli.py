@@ -90,7 +90,8 @@ def train_quality(
     negative: Annotated[list[str], typer.Option("--negative", "-n", help="Low-quality examples, same formats. Repeatable.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the fastText model (.bin).")],
     valid_fraction: Annotated[float, typer.Option(min=0.01, max=0.5, help="Share held out for validation.")] = 0.1,
-    epoch: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 5,
+    epoch: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 25,
+    lr: Annotated[float, typer.Option(min=0.001, help="Learning rate.")] = 1.0,
     dim: Annotated[int, typer.Option(min=2, help="Embedding size.")] = 64,
     word_ngrams: Annotated[int, typer.Option(min=1, max=5, help="Word n-gram features.")] = 2,
     seed: Annotated[int, typer.Option(help="Shuffle/split seed.")] = 0,
@@ -114,7 +115,7 @@ def train_quality(
     try:
         pos, neg = texts(positive), texts(negative)
         err.print(f"training on {len(pos):,} positive and {len(neg):,} negative examples ...")
-        report = train(pos, neg, out, valid_fraction=valid_fraction, epoch=epoch, dim=dim,
+        report = train(pos, neg, out, valid_fraction=valid_fraction, epoch=epoch, lr=lr, dim=dim,
                        word_ngrams=word_ngrams, seed=seed)
     except (InputError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
