@@ -12,7 +12,8 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tasks.prefect_tasks import curate_shard
+from tasks.pack import PACKED_DIR, STAGE as PACK
+from tasks.prefect_tasks import curate_shard, pack_documents
 from tasks.shard import check_resources
 from winnow.config import WinnowConfig
 from winnow.shardio import join, list_inputs, shard_name, write_bytes_atomic
@@ -59,6 +60,14 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
 
     finished = [r for r in results if r is not None]
     stats = merge_runs([r["stats"] for r in finished])
+    manifest = None
+    if cfg.pack.enabled and not failures:
+        # Packing sees every curated document: it waits for all shards.
+        input_key = json.dumps([(o, r["rows"]) for o, r in zip(outputs, results)])
+        manifest = pack_documents(outputs, join(cfg.output, PACKED_DIR), cfg_dict, input_key)
+        stats.update(merge_runs([{PACK: manifest["stats"]}]))
+        logger.info("packed %s tokens into %s sequences (padding %.3f%%) -> %s", f"{manifest['tokens']:,}",
+                    f"{manifest['sequences']:,}", 100 * manifest["padding_fraction"], join(cfg.output, PACKED_DIR))
     summary = {
         "output": out_dir,
         "shards": len(inputs),
@@ -67,12 +76,20 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
         "failures": failures,
         "rows": sum(r["rows"] for r in finished),
         "stages": {name: s.to_dict() for name, s in stats.items()},
+        "packed": None if manifest is None else {
+            k: manifest[k] for k in ("tokenizer", "seq_len", "strategy", "documents", "tokens", "sequences",
+                                     "padding_fraction", "truncated_documents", "shards")
+        } | {"output": join(cfg.output, PACKED_DIR)},
     }
     markdown = (
         f"# winnow curate\n\nOutput: `{out_dir}`  \nShards: {len(inputs)} "
         f"({summary['shards_skipped_as_done']} already done, {len(failures)} failed)  \n"
         f"Documents written: {summary['rows']:,}\n\n" + funnel_markdown(stats)
     )
+    if manifest is not None:
+        markdown += (f"\nPacked: {manifest['sequences']:,} sequences of <= {manifest['seq_len']:,} tokens "
+                     f"({manifest['tokens']:,} tokens, padding {100 * manifest['padding_fraction']:.3f}%, "
+                     f"{manifest['truncated_documents']:,} documents split) in `{join(cfg.output, PACKED_DIR)}`\n")
     write_bytes_atomic(join(cfg.output, "summary.json"), json.dumps(summary, indent=1).encode(),
                        cfg.storage_options)
     write_bytes_atomic(join(cfg.output, "summary.md"), markdown.encode(), cfg.storage_options)
@@ -100,6 +117,11 @@ def print_summary(summary: dict[str, Any], stats) -> None:
     console.print(table)
     console.print(f"shards: {summary['shards']} ({summary['shards_skipped_as_done']} already done, "
                   f"{summary['shards_failed']} failed)", highlight=False)
+    packed = summary.get("packed")
+    if packed:
+        console.print(f"packed: {packed['sequences']:,} sequences x {packed['seq_len']:,} tokens "
+                      f"({packed['strategy']}, padding {100 * packed['padding_fraction']:.3f}%, "
+                      f"{packed['truncated_documents']:,} documents split) -> {packed['output']}", highlight=False)
 
 
 def task_runner_for(cfg: WinnowConfig):

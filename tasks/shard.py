@@ -41,6 +41,10 @@ def check_resources(cfg: WinnowConfig) -> None:
         lid_stage.check_lid(cfg.lid)
     if cfg.quality.enabled:
         quality_stage.check_quality(cfg.quality)
+    if cfg.pack.enabled:
+        from tasks.pack import check_pack
+
+        check_pack(cfg.pack)
 
 
 def run_stages(docs: Iterable[Document], cfg: WinnowConfig, stages: dict[str, StageStats],

@@ -63,12 +63,11 @@ def run(
     except InputError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    from filters.lid import ModelError
     from tasks.shard import check_resources
 
     try:
         check_resources(cfg)
-    except (ModelError, ValueError) as exc:
+    except ValueError as exc:  # ModelError, TokenizerError, bad rule parameters
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     err.print(f"winnow: {n_inputs} input file(s) -> {cfg.output}", highlight=False)
@@ -81,6 +80,9 @@ def run(
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     err.print(f"\n[green]done.[/green] {summary['rows']:,} documents in [bold]{summary['output']}[/bold]")
+    if summary.get("packed"):
+        err.print(f"training sequences: [bold]{summary['packed']['output']}[/bold] "
+                  f"({len(summary['packed']['shards'])} shard(s), manifest.json, README.md)")
     err.print(f"run summary: {os.path.join(cfg.output, 'summary.md')}")
 
 

