@@ -5,7 +5,7 @@ Best-fit needs, for each chunk, the open bin with the smallest remaining capacit
 fits it. Remaining capacities are integers in [0, L], so bins are grouped by capacity and a
 64-ary bit tree over capacities answers "smallest capacity >= n that has a bin" in
 O(log_64 L) word operations (2 levels for L <= 4096, 3 for L <= 262144): the segment-tree
-search of the paper, with 64-way nodes.
+search of the paper, with 64-way nodes, asked once per run of equal-length chunks.
 """
 
 from __future__ import annotations
@@ -90,41 +90,70 @@ def split_into_chunks(doc_index: int, n_tokens: int, seq_len: int) -> list[Chunk
             for k, s in enumerate(range(0, max(n_tokens, 1), seq_len))] if n_tokens else []
 
 
-def best_fit_decreasing(chunks: list[Chunk], seq_len: int) -> list[Bin]:
-    """Pack chunks (each <= seq_len) into as few bins as best-fit decreasing finds.
+def best_fit_decreasing_indices(lengths: list[int], seq_len: int) -> list[list[int]]:
+    """Best-fit decreasing over chunk lengths (each in [1, seq_len]); returns, per bin, the
+    indices of its chunks.
 
-    Deterministic: chunks are taken longest first, ties in input order; among bins with the
-    same remaining capacity the most recently opened one is used.
+    Chunks are taken longest first (ties in input order) and each goes to the open bin with
+    the smallest remaining capacity that fits it, exactly as item-by-item BFD. Equal-length
+    chunks are placed in runs: a bin of remaining capacity c receives c // s chunks of length
+    s in a row (after each, it is still the best fit), so the capacity tree is consulted once
+    per (length, capacity) pair instead of once per chunk. Among bins of equal capacity the
+    most recently touched one is used, which keeps the result deterministic.
     """
-    order = sorted(range(len(chunks)), key=lambda i: (-chunks[i].length, i))
-    bins: list[Bin] = []
-    by_capacity: dict[int, list[int]] = {}
+    buckets: list[list[int]] = [[] for _ in range(seq_len + 1)]
+    for i, n in enumerate(lengths):
+        buckets[n].append(i)
+    bins: list[list[int]] = []
+    stacks: dict[int, list[int]] = {}
     tree = CapacityTree(seq_len + 1)
-    for i in order:
-        c = chunks[i]
-        n = c.length
-        cap = tree.successor(n)
-        if cap is None:
-            b = len(bins)
-            bins.append(Bin())
-            rest = seq_len - n
+
+    def push(b: int, cap: int) -> None:
+        stack = stacks.get(cap)
+        if stack is None:
+            stacks[cap] = [b]
+            tree.add(cap)
         else:
-            stack = by_capacity[cap]
-            b = stack.pop()
+            stack.append(b)
+
+    for size in range(seq_len, 0, -1):
+        items = buckets[size]
+        k, pos = len(items), 0
+        while pos < k:
+            cap = tree.successor(size)
+            if cap is None:
+                per_bin = seq_len // size
+                while pos < k:
+                    take = min(per_bin, k - pos)
+                    bins.append(items[pos : pos + take])
+                    pos += take
+                    rest = seq_len - take * size
+                    if rest:
+                        push(len(bins) - 1, rest)
+                break
+            stack = stacks[cap]
+            per_bin = cap // size
+            while stack and pos < k:
+                b = stack.pop()
+                take = min(per_bin, k - pos)
+                bins[b].extend(items[pos : pos + take])
+                pos += take
+                rest = cap - take * size
+                if rest:
+                    push(b, rest)
             if not stack:
+                del stacks[cap]
                 tree.discard(cap)
-            rest = cap - n
-        target = bins[b]
-        target.chunks.append(c)
-        target.used += n
-        if rest > 0:
-            stack = by_capacity.get(rest)
-            if stack:
-                stack.append(b)
-            else:
-                by_capacity[rest] = [b]
-                tree.add(rest)
     return bins
+
+
+def best_fit_decreasing(chunks: list[Chunk], seq_len: int) -> list[Bin]:
+    """Pack chunks (each <= seq_len) into bins with best-fit decreasing."""
+    out = []
+    for idx in best_fit_decreasing_indices([c.length for c in chunks], seq_len):
+        members = [chunks[i] for i in idx]
+        out.append(Bin(members, sum(c.length for c in members)))
+    return out
 
 
 def concat_chunks(lengths: Iterable[int], seq_len: int) -> Iterator[Bin]:
