@@ -13,13 +13,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tasks.pack import PACKED_DIR, STAGE as PACK
-from tasks.prefect_tasks import curate_shard, pack_documents
+from tasks.prefect_tasks import (
+    curate_shard, dedup_band, dedup_clusters, dedup_filter, dedup_merge_pair, dedup_signatures, pack_documents,
+)
 from tasks.shard import check_resources
 from winnow.config import WinnowConfig
 from winnow.shardio import join, list_inputs, shard_name, write_bytes_atomic
 from winnow.stats import funnel_markdown, funnel_rows, merge_runs
 
 DOCUMENTS_DIR = "documents"
+DEDUPED_DIR = "deduped"
+DEDUP_WORK = "dedup"
 
 
 class ShardFailures(RuntimeError):
@@ -60,11 +64,18 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
 
     finished = [r for r in results if r is not None]
     stats = merge_runs([r["stats"] for r in finished])
+    final_outputs = outputs
+    dedup_summary = None
+    if cfg.dedup.enabled and not failures:
+        final_outputs, dedup_summary, dedup_stats = dedup_phase(outputs, cfg, cfg_dict)
+        stats.update(merge_runs(dedup_stats))
+        logger.info("dedup: %s clusters, %s near-duplicates removed", f"{dedup_summary['clusters']:,}",
+                    f"{dedup_summary['removed']:,}")
     manifest = None
     if cfg.pack.enabled and not failures:
         # Packing sees every curated document: it waits for all shards.
-        input_key = json.dumps([(o, r["rows"]) for o, r in zip(outputs, results)])
-        manifest = pack_documents(outputs, join(cfg.output, PACKED_DIR), cfg_dict, input_key)
+        input_key = json.dumps([(o, r["rows"]) for o, r in zip(final_outputs, results)] + [dedup_summary])
+        manifest = pack_documents(final_outputs, join(cfg.output, PACKED_DIR), cfg_dict, input_key)
         stats.update(merge_runs([{PACK: manifest["stats"]}]))
         logger.info("packed %s tokens into %s sequences (padding %.3f%%) -> %s", f"{manifest['tokens']:,}",
                     f"{manifest['sequences']:,}", 100 * manifest["padding_fraction"], join(cfg.output, PACKED_DIR))
@@ -75,6 +86,7 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
         "shards_failed": len(failures),
         "failures": failures,
         "rows": sum(r["rows"] for r in finished),
+        "dedup": dedup_summary,
         "stages": {name: s.to_dict() for name, s in stats.items()},
         "packed": None if manifest is None else {
             k: manifest[k] for k in ("tokenizer", "seq_len", "strategy", "documents", "tokens", "sequences",
@@ -103,6 +115,32 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
             "Rerun the same command to retry only the failed shards:\n  " + "\n  ".join(failures)
         )
     return summary
+
+
+def dedup_phase(outputs: list[str], cfg: WinnowConfig, cfg_dict: dict[str, Any]):
+    """Signatures (map over shards) -> components (map over bands) -> pairwise merges (map per
+    round) -> clusters split by shard -> filter (map over shards)."""
+    from tasks.dedup import n_partitions
+
+    work = join(cfg.output, DEDUP_WORK)
+    n = len(outputs)
+    for f in [dedup_signatures.submit(o, k, work, cfg_dict) for k, o in enumerate(outputs)]:
+        f.result()
+    bands = n_partitions(cfg.dedup)
+    for f in [dedup_band.submit(b, n, work, cfg_dict) for b in range(bands)]:
+        f.result()
+    level = [join(work, "components", f"band={b:02d}.parquet") for b in range(bands)]
+    round_no = 0
+    while len(level) > 1:
+        pairs = [level[k : k + 2] for k in range(0, len(level), 2)]
+        outs = [join(work, "merged", f"round={round_no:02d}", f"part-{k:03d}.parquet") for k in range(len(pairs))]
+        level = [f.result() for f in [dedup_merge_pair.submit(p, o, cfg_dict) for p, o in zip(pairs, outs)]]
+        round_no += 1
+    summary = dedup_clusters(level[0], n, work, cfg_dict)
+    deduped = [join(cfg.output, DEDUPED_DIR, shard_name(k)) for k in range(n)]
+    results = [f.result() for f in [dedup_filter.submit(o, k, work, d, cfg_dict)
+                                    for k, (o, d) in enumerate(zip(outputs, deduped))]]
+    return deduped, summary, [r["stats"] for r in results]
 
 
 def print_summary(summary: dict[str, Any], stats) -> None:

@@ -32,3 +32,98 @@ def pack_documents(doc_shards: list[str], out_dir: str, config: dict[str, Any], 
     read_stats = StageStats()
     return run_pack(doc_shards, out_dir, cfg.pack, cfg.storage_options,
                     lambda path: read_documents(path, read_stats, cfg.storage_options), input_key)
+
+
+# ---- MinHash dedup stages (see tasks/dedup.py); each is skipped when its done-marker exists.
+
+def _cfg(config: dict[str, Any]):
+    from winnow.config import WinnowConfig
+
+    return WinnowConfig.model_validate(config)
+
+
+def _marker(work: str, name: str) -> str:
+    from winnow.shardio import join
+
+    return join(work, "_done", name)
+
+
+@task(name="dedup-signatures", task_run_name="signatures {shard}", retries=1, persist_result=False)
+def dedup_signatures(doc_shard: str, shard: int, work: str, config: dict[str, Any]) -> dict[str, Any]:
+    from tasks.dedup import signatures_shard
+    from winnow.shardio import _fs, read_documents, write_bytes_atomic
+    from winnow.stats import StageStats
+
+    cfg = _cfg(config)
+    marker = _marker(work, f"signatures-{shard:05d}")
+    fs, path = _fs(marker, cfg.storage_options)
+    if fs.exists(path):
+        return {"skipped": True}
+    counts = signatures_shard(read_documents(doc_shard, StageStats(), cfg.storage_options), shard, work,
+                              cfg.dedup, cfg.storage_options)
+    write_bytes_atomic(marker, b"{}", cfg.storage_options)
+    return counts
+
+
+@task(name="dedup-band", task_run_name="band {band}", retries=1, persist_result=False)
+def dedup_band(band: int, n_shards: int, work: str, config: dict[str, Any]) -> dict[str, Any]:
+    from tasks.dedup import band_components
+    from winnow.shardio import _fs, write_bytes_atomic
+
+    cfg = _cfg(config)
+    marker = _marker(work, f"band-{band:02d}")
+    fs, path = _fs(marker, cfg.storage_options)
+    if fs.exists(path):
+        return {"skipped": True}
+    out = band_components(band, n_shards, work, cfg.storage_options)
+    write_bytes_atomic(marker, b"{}", cfg.storage_options)
+    return out
+
+
+@task(name="dedup-merge", retries=1, persist_result=False)
+def dedup_merge_pair(pair: list[str], out: str, config: dict[str, Any]) -> str:
+    from tasks.dedup import merge_pair
+    from winnow.shardio import _fs
+
+    cfg = _cfg(config)
+    fs, path = _fs(out, cfg.storage_options)
+    if not fs.exists(path):  # written atomically: present means complete
+        merge_pair(pair, out, cfg.storage_options)
+    return out
+
+
+@task(name="dedup-clusters", retries=1, persist_result=False)
+def dedup_clusters(final: str, n_shards: int, work: str, config: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    from tasks.dedup import split_clusters
+    from winnow.shardio import _fs, write_bytes_atomic
+
+    cfg = _cfg(config)
+    marker = _marker(work, "clusters.json")
+    fs, path = _fs(marker, cfg.storage_options)
+    if fs.exists(path):
+        with fs.open(path, "rb") as fh:
+            return json.loads(fh.read())
+    summary = split_clusters(final, n_shards, work, cfg.storage_options)
+    write_bytes_atomic(marker, json.dumps(summary).encode(), cfg.storage_options)
+    return summary
+
+
+@task(name="dedup-filter", task_run_name="filter {shard}", retries=1, persist_result=False)
+def dedup_filter(doc_shard: str, shard: int, work: str, out: str, config: dict[str, Any]) -> dict[str, Any]:
+    from tasks.dedup import STAGE, filter_shard
+    from winnow.shardio import ShardWriter, mark_done, read_documents, read_done
+    from winnow.stats import StageStats
+
+    cfg = _cfg(config)
+    so = cfg.storage_options
+    done = read_done(out, so)
+    if done is not None and done.get("input") == doc_shard:
+        return {"skipped": True, "stats": done["stats"], "rows": done["rows"]}
+    stats = StageStats()
+    with ShardWriter(out, so, rows_per_group=cfg.rows_per_row_group) as writer:
+        writer.write_all(filter_shard(read_documents(doc_shard, StageStats(), so), shard, work, cfg.dedup, stats, so))
+    serialised = {STAGE: stats.to_dict()}
+    mark_done(out, {"input": doc_shard, "rows": writer.rows, "stats": serialised}, so)
+    return {"skipped": False, "stats": serialised, "rows": writer.rows}

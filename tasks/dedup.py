@@ -1,0 +1,222 @@
+"""MinHash near-deduplication in stages that each run per shard or per band, so memory is
+bounded by a shard or a band partition, never by the corpus:
+
+1. ``signatures_shard`` (map over document shards): shingles -> MinHash -> one bucket key per
+   band (+ an exact-text key), written as ``bands/band=BB/part-SSSSS.parquet`` sorted by key.
+2. ``band_components`` (map over bands): documents sharing a key in a band form a group; the
+   group's smallest document id is its root. Written as ``components/band=BB.parquet``.
+3. ``merge_components`` (tree reduction): partial components of two bands are merged by
+   connected components on their (doc, root) edges, pairwise, until one remains; the result
+   is split by shard: ``clusters/part-SSSSS.parquet`` (row, root, cluster size).
+4. ``filter_shard`` (map over document shards): keep a document unless it is in a cluster and
+   is not its root (the smallest id: the earliest document in input order); record the
+   cluster size, optionally write the kept one several times (rehydration).
+
+Document ids are ``shard << 32 | row``. Every stage writes atomically and leaves a
+done-marker, so a rerun resumes at the stage that failed.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from winnow.config import DedupConfig
+from winnow.document import Document
+from winnow.minhash import WordHasher, band_keys, permutations, shingle_hashes, signatures, words
+from winnow.shardio import ShardWriter, _fs, join, mark_done, read_done, write_bytes_atomic
+from winnow.stats import StageStats
+
+STAGE = "dedup"
+BATCH = 20_000
+KEY_SCHEMA = pa.schema([("key", pa.uint64()), ("doc", pa.uint64())])
+COMPONENT_SCHEMA = pa.schema([("doc", pa.uint64()), ("root", pa.uint64())])
+CLUSTER_SCHEMA = pa.schema([("row", pa.uint32()), ("root", pa.uint64()), ("size", pa.uint32())])
+
+
+def n_partitions(cfg: DedupConfig) -> int:
+    return cfg.bands + (1 if cfg.exact else 0)
+
+
+def _write_table(table: pa.Table, path: str, so: dict[str, Any] | None) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    write_bytes_atomic(path, sink.getvalue().to_pybytes(), so)
+
+
+def _read_table(path: str, so: dict[str, Any] | None) -> pa.Table:
+    fs, p = _fs(path, so)
+    with fs.open(p, "rb") as fh:
+        return pq.read_table(fh)
+
+
+def band_path(work: str, band: int, shard: int) -> str:
+    return join(work, "bands", f"band={band:02d}", f"part-{shard:05d}.parquet")
+
+
+def signatures_shard(docs: Iterable[Document], shard: int, work: str, cfg: DedupConfig,
+                     so: dict[str, Any] | None = None) -> dict[str, int]:
+    """Stage 1 for one shard. Returns counts (documents, without shingles)."""
+    a, b = permutations(cfg.bands * cfg.rows, cfg.seed)
+    hasher = WordHasher()
+    keys_parts: list[np.ndarray] = []
+    rows_parts: list[np.ndarray] = []
+    n_docs = n_empty = 0
+    batch: list[np.ndarray] = []
+    exact: list[int] = []
+    batch_rows: list[int] = []
+
+    def flush() -> None:
+        sig = signatures(batch, a, b)
+        keys = band_keys(sig, cfg.bands, cfg.rows)
+        if cfg.exact:
+            keys = np.concatenate([keys, np.array(exact, dtype=np.uint64)[:, None]], axis=1)
+        keys_parts.append(keys)
+        rows_parts.append(np.array(batch_rows, dtype=np.uint64))
+        batch.clear(), exact.clear(), batch_rows.clear()
+
+    for row, doc in enumerate(docs):
+        n_docs += 1
+        sh = shingle_hashes(doc.text, cfg.ngram, hasher)
+        if len(sh) == 0:
+            n_empty += 1  # nothing to compare: never a duplicate
+            continue
+        batch.append(sh)
+        batch_rows.append(row)
+        if cfg.exact:
+            exact.append(xxhash.xxh3_64_intdigest(" ".join(words(doc.text))))
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
+    keys = np.concatenate(keys_parts) if keys_parts else np.zeros((0, n_partitions(cfg)), dtype=np.uint64)
+    doc_ids = (np.uint64(shard) << np.uint64(32)) | (np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.uint64))
+    for band in range(n_partitions(cfg)):
+        order = np.lexsort((doc_ids, keys[:, band]))
+        _write_table(pa.table({"key": keys[order, band], "doc": doc_ids[order]}, schema=KEY_SCHEMA),
+                     band_path(work, band, shard), so)
+    return {"documents": n_docs, "no_shingles": n_empty}
+
+
+def band_components(band: int, n_shards: int, work: str, so: dict[str, Any] | None = None) -> dict[str, int]:
+    """Stage 2 for one band: groups of equal keys -> (doc, root = smallest doc of the group)."""
+    parts = [_read_table(band_path(work, band, s), so) for s in range(n_shards)]
+    table = pa.concat_tables(parts) if parts else pa.table({"key": [], "doc": []}, schema=KEY_SCHEMA)
+    keys = table.column("key").to_numpy()
+    docs = table.column("doc").to_numpy()
+    order = np.lexsort((docs, keys))
+    keys, docs = keys[order], docs[order]
+    if len(keys):
+        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        sizes = np.diff(np.append(starts, len(keys)))
+        group_root = np.repeat(docs[starts], sizes)
+        in_group = np.repeat(sizes > 1, sizes)
+        docs_out, roots_out = docs[in_group], group_root[in_group]
+    else:
+        docs_out = roots_out = np.zeros(0, dtype=np.uint64)
+    _write_table(pa.table({"doc": docs_out, "root": roots_out}, schema=COMPONENT_SCHEMA),
+                 join(work, "components", f"band={band:02d}.parquet"), so)
+    return {"keys": int(len(keys)), "grouped": int(len(docs_out))}
+
+
+def _connected(docs: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of the edges doc-root; returns (node, component min node)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nodes, inverse = np.unique(np.concatenate([docs, roots]), return_inverse=True)
+    if len(nodes) == 0:
+        return nodes, nodes
+    u, v = inverse[: len(docs)], inverse[len(docs):]
+    graph = coo_matrix((np.ones(len(u), dtype=np.int8), (u, v)), shape=(len(nodes), len(nodes)))
+    _, labels = connected_components(graph, directed=False)
+    # Representative = smallest document id of the component (nodes are sorted: first index).
+    comp_min = np.full(labels.max() + 1, len(nodes), dtype=np.int64)
+    np.minimum.at(comp_min, labels, np.arange(len(nodes)))
+    return nodes, nodes[comp_min[labels]]
+
+
+def merge_components(paths: list[str], work: str, so: dict[str, Any] | None = None,
+                     merge: Callable[[list[str], str], None] | None = None) -> list[str]:
+    """Stage 3: pairwise merge partial components until one is left; returns the round files.
+
+    Each merge holds only the documents that have a duplicate in one of its two inputs.
+    ``merge`` runs one pairwise merge (a mapped task in the flow); default: in this process.
+    """
+    merge = merge or (lambda pair, out: merge_pair(pair, out, so))
+    level, round_no = list(paths), 0
+    while len(level) > 1:
+        nxt = []
+        for k in range(0, len(level), 2):
+            pair = level[k : k + 2]
+            out = join(work, "merged", f"round={round_no:02d}", f"part-{k // 2:03d}.parquet")
+            merge(pair, out)
+            nxt.append(out)
+        level, round_no = nxt, round_no + 1
+    return level
+
+
+def merge_pair(pair: list[str], out: str, so: dict[str, Any] | None = None) -> None:
+    tables = [_read_table(p, so) for p in pair]
+    table = pa.concat_tables(tables)
+    nodes, roots = _connected(table.column("doc").to_numpy(), table.column("root").to_numpy())
+    _write_table(pa.table({"doc": nodes, "root": roots}, schema=COMPONENT_SCHEMA), out, so)
+
+
+def split_clusters(final: str, n_shards: int, work: str, so: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Final components -> per-shard files of (row, root, cluster size); size histogram."""
+    table = _read_table(final, so)
+    docs, roots = table.column("doc").to_numpy(), table.column("root").to_numpy()
+    _, inverse, counts = np.unique(roots, return_inverse=True, return_counts=True)
+    sizes = counts[inverse].astype(np.uint32)
+    shard_of = (docs >> np.uint64(32)).astype(np.int64)
+    for s in range(n_shards):
+        sel = shard_of == s
+        _write_table(pa.table({"row": (docs[sel] & np.uint64(0xFFFFFFFF)).astype(np.uint32), "root": roots[sel],
+                               "size": sizes[sel]}, schema=CLUSTER_SCHEMA),
+                     join(work, "clusters", f"part-{s:05d}.parquet"), so)
+    hist = {int(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))}
+    return {"clusters": int(len(counts)), "documents_in_clusters": int(len(docs)),
+            "removed": int(len(docs) - len(counts)), "cluster_size_histogram": hist}
+
+
+def filter_shard(docs: Iterable[Document], shard: int, work: str, cfg: DedupConfig, stats: StageStats,
+                 so: dict[str, Any] | None = None) -> Iterator[Document]:
+    """Stage 4 for one shard: drop non-representative cluster members, record cluster sizes."""
+    table = _read_table(join(work, "clusters", f"part-{shard:05d}.parquet"), so)
+    members = dict(zip(table.column("row").to_pylist(),
+                       zip(table.column("root").to_pylist(), table.column("size").to_pylist())))
+    thresholds = sorted(cfg.upsample.items())
+    me = shard << 32
+    for row, doc in enumerate(docs):
+        n = doc.n_bytes
+        stats.take_in(n)
+        root, size = members.get(row, (me | row, 1))
+        if root != (me | row):
+            stats.drop("near_duplicate", n)
+            continue
+        doc.annotate(STAGE, "cluster_size", size)
+        stats.counters[f"cluster_size:{_size_bucket(size)}"] += 1
+        copies = 1
+        for min_size, c in thresholds:
+            if size >= min_size:
+                copies = c
+        for k in range(copies):
+            stats.keep(n)
+            yield doc if k == 0 else Document(id=f"{doc.id}#copy{k}", text=doc.text, url=doc.url,
+                                               crawl_date=doc.crawl_date, source_file=doc.source_file,
+                                               source_offset=doc.source_offset, content_type=doc.content_type,
+                                               annotations=dict(doc.annotations))
+
+
+def _size_bucket(size: int) -> str:
+    for bound in (1, 2, 5, 10, 100, 1000):
+        if size <= bound:
+            return f"<={bound}"
+    return ">1000"
