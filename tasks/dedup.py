@@ -220,3 +220,20 @@ def _size_bucket(size: int) -> str:
         if size <= bound:
             return f"<={bound}"
     return ">1000"
+
+
+def dedup_in_process(shards: list[list[Document]], work: str, cfg: DedupConfig,
+                     so: dict[str, Any] | None = None) -> tuple[list[list[Document]], dict[str, Any], StageStats]:
+    """All four stages in this process, for small inputs, tests and benchmarks (the flow runs
+    the same functions as mapped Prefect tasks)."""
+    for k, docs in enumerate(shards):
+        signatures_shard(docs, k, work, cfg, so)
+    paths = []
+    for band in range(n_partitions(cfg)):
+        band_components(band, len(shards), work, so)
+        paths.append(join(work, "components", f"band={band:02d}.parquet"))
+    final = merge_components(paths, work, so)[0]
+    summary = split_clusters(final, len(shards), work, so)
+    stats = StageStats()
+    kept = [list(filter_shard(docs, k, work, cfg, stats, so)) for k, docs in enumerate(shards)]
+    return kept, summary, stats

@@ -112,3 +112,31 @@ def test_demo_command_from_readme(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "documents in" in proc.stderr and str(tmp_path / "demo") in proc.stderr
     assert len(list((tmp_path / "demo" / "documents").glob("part-*.parquet"))) == 12
+
+
+def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_server, tmp_path):
+    import shutil
+
+    from flows.curate import run_curate
+
+    cfg = _cfg(tmp_path, dedup={"enabled": True}, pack={"enabled": True, "seq_len": 512})
+    first = run_curate(cfg)
+    out = tmp_path / "out"
+    assert first["dedup"]["removed"] >= 1 and first["packed"]["sequences"] > 0
+    deduped_rows = sum(pq.read_metadata(p).num_rows for p in (out / "deduped").glob("part-*.parquet"))
+    assert deduped_rows == first["stages"]["dedup"]["docs_out"] == first["packed"]["documents"]
+    packed = {p.name: pq.read_table(p).to_pylist() for p in (out / "packed").glob("train-*.parquet")}
+
+    # Crash after the signatures: later stages' outputs and markers are gone.
+    sig_file = out / "dedup" / "bands" / "band=00" / "part-00000.parquet"
+    sig_mtime = sig_file.stat().st_mtime_ns
+    (out / "dedup" / "_done" / "band-03").unlink()
+    (out / "dedup" / "components" / "band=03.parquet").unlink()
+    shutil.rmtree(out / "dedup" / "merged")
+    (out / "dedup" / "_done" / "clusters.json").unlink()
+    shutil.rmtree(out / "deduped")
+    shutil.rmtree(out / "packed")
+    again = run_curate(cfg)
+    assert sig_file.stat().st_mtime_ns == sig_mtime  # finished stages are not redone
+    assert again["dedup"] == first["dedup"]
+    assert {p.name: pq.read_table(p).to_pylist() for p in (out / "packed").glob("train-*.parquet")} == packed
