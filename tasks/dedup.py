@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 
 from winnow.config import DedupConfig
 from winnow.document import Document
-from winnow.minhash import WordHasher, band_keys, permutations, shingle_hashes, signatures, words
+from winnow.minhash import WordHasher, band_keys, permutations, text_signatures
 from winnow.shardio import ShardWriter, _fs, join, mark_done, read_done, write_bytes_atomic
 from winnow.stats import StageStats
 
@@ -68,32 +67,26 @@ def signatures_shard(docs: Iterable[Document], shard: int, work: str, cfg: Dedup
     keys_parts: list[np.ndarray] = []
     rows_parts: list[np.ndarray] = []
     n_docs = n_empty = 0
-    batch: list[np.ndarray] = []
-    exact: list[int] = []
-    batch_rows: list[int] = []
+    texts: list[str] = []
 
     def flush() -> None:
-        sig = signatures(batch, a, b)
+        nonlocal n_empty
+        sig, has, exact = text_signatures(texts, cfg.ngram, hasher, a, b)
         keys = band_keys(sig, cfg.bands, cfg.rows)
         if cfg.exact:
-            keys = np.concatenate([keys, np.array(exact, dtype=np.uint64)[:, None]], axis=1)
-        keys_parts.append(keys)
-        rows_parts.append(np.array(batch_rows, dtype=np.uint64))
-        batch.clear(), exact.clear(), batch_rows.clear()
+            keys = np.concatenate([keys, exact[:, None]], axis=1)
+        rows = np.arange(n_docs - len(texts), n_docs, dtype=np.uint64)
+        keys_parts.append(keys[has])  # documents without words are never duplicates
+        rows_parts.append(rows[has])
+        n_empty += int((~has).sum())
+        texts.clear()
 
-    for row, doc in enumerate(docs):
+    for doc in docs:
         n_docs += 1
-        sh = shingle_hashes(doc.text, cfg.ngram, hasher)
-        if len(sh) == 0:
-            n_empty += 1  # nothing to compare: never a duplicate
-            continue
-        batch.append(sh)
-        batch_rows.append(row)
-        if cfg.exact:
-            exact.append(xxhash.xxh3_64_intdigest(" ".join(words(doc.text))))
-        if len(batch) >= BATCH:
+        texts.append(doc.text)
+        if len(texts) >= BATCH:
             flush()
-    if batch:
+    if texts:
         flush()
     keys = np.concatenate(keys_parts) if keys_parts else np.zeros((0, n_partitions(cfg)), dtype=np.uint64)
     doc_ids = (np.uint64(shard) << np.uint64(32)) | (np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.uint64))
@@ -101,7 +94,7 @@ def signatures_shard(docs: Iterable[Document], shard: int, work: str, cfg: Dedup
         order = np.lexsort((doc_ids, keys[:, band]))
         _write_table(pa.table({"key": keys[order, band], "doc": doc_ids[order]}, schema=KEY_SCHEMA),
                      band_path(work, band, shard), so)
-    return {"documents": n_docs, "no_shingles": n_empty}
+    return {"documents": n_docs, "no_words": n_empty}
 
 
 def band_components(band: int, n_shards: int, work: str, so: dict[str, Any] | None = None) -> dict[str, int]:

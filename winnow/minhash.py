@@ -16,7 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import xxhash
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+# Letters, digits and underscore, as Python's \w; the same class in RE2 for the batch path.
+_WORD = re.compile(r"[^\W]+", re.UNICODE)
+_SEPARATORS_RE2 = r"[^\pL\pN_]+"
 _M64 = (1 << 64) - 1
 # Odd multipliers of the shingle hash, one per position (up to 16-grams).
 _POS_MULT = np.array([0x9E3779B97F4A7C15 ^ (i * 0xBF58476D1CE4E5B9 & _M64) | 1 for i in range(16)], dtype=np.uint64)
@@ -100,37 +102,111 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 EMPTY = np.uint32(0xFFFFFFFF)
 
 
-def signatures(shingles: list[np.ndarray], a: np.ndarray, b: np.ndarray, max_cells: int = 8_000_000) -> np.ndarray:
-    """(documents x num_perm) uint32 signatures. A document without shingles gets all-max
-    values (datasketch's empty MinHash), which no band of a real document matches."""
+def signatures(shingles: list[np.ndarray], a: np.ndarray, b: np.ndarray, max_cells: int = 1_000_000) -> np.ndarray:
+    """(documents x num_perm) uint32 signatures, one row per array of shingle hashes. A
+    document without shingles gets all-max values (datasketch's empty MinHash), which no band
+    of a real document matches."""
+    lengths = np.fromiter((len(x) for x in shingles), dtype=np.int64, count=len(shingles))
+    flat = np.concatenate(shingles) if len(shingles) else np.zeros(0, dtype=np.uint32)
+    return signatures_flat(flat.astype(np.uint32, copy=False), lengths, a, b, max_cells)
+
+
+def signatures_flat(flat: np.ndarray, lengths: np.ndarray, a: np.ndarray, b: np.ndarray,
+                    max_cells: int = 1_000_000) -> np.ndarray:
+    """Signatures from the shingle hashes of all documents concatenated in document order
+    (``lengths[d]`` hashes for document d), in blocks of about ``max_cells`` hash cells."""
     num_perm = len(a)
-    out = np.full((len(shingles), num_perm), EMPTY, dtype=np.uint32)
-    lengths = np.array([len(s) for s in shingles], dtype=np.int64)
+    out = np.full((len(lengths), num_perm), EMPTY, dtype=np.uint32)
+    ends = np.cumsum(lengths)
     rows_per_block = max(1, max_cells // num_perm)
-    start = 0
+    d0 = 0
     with np.errstate(over="ignore"):
-        while start < len(shingles):
-            # Group documents so that one block holds about max_cells hash cells.
-            end, cells = start, 0
-            while end < len(shingles) and (cells == 0 or cells + lengths[end] <= rows_per_block):
-                cells += lengths[end]
-                end += 1
-            docs = [i for i in range(start, end) if lengths[i]]
-            if docs:
-                hv = _fmix32(np.concatenate([shingles[i] for i in docs]))
-                phv = hv[:, None] * a[None, :] + b[None, :]
-                offsets = np.concatenate(([0], np.cumsum(lengths[docs])[:-1]))
-                out[docs] = np.minimum.reduceat(phv, offsets, axis=0)
-            start = end
+        while d0 < len(lengths):
+            base = ends[d0] - lengths[d0]
+            # Last document of the block: at least one, as many as fit in rows_per_block.
+            d1 = max(d0 + 1, int(np.searchsorted(ends, base + rows_per_block, side="right")))
+            d1 = min(d1, len(lengths))
+            sel = np.flatnonzero(lengths[d0:d1]) + d0
+            if len(sel):
+                hv = _fmix32(flat[base : ends[d1 - 1]])
+                phv = np.multiply(hv[:, None], a[None, :])
+                np.add(phv, b[None, :], out=phv)
+                out[sel] = np.minimum.reduceat(phv, (ends[sel] - lengths[sel]) - base, axis=0)
+            d0 = d1
     return out
 
 
+def text_signatures(texts: Sequence[str], n: int, hasher: WordHasher, a: np.ndarray, b: np.ndarray,
+                    max_cells: int = 1_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signatures of many texts with the per-word work done in Arrow and numpy, once per batch.
+
+    Returns (signatures, has_shingles, exact keys). Signatures equal
+    ``signatures([shingle_hashes(t) ...])``; the exact key is a 64-bit hash of the whole
+    normalised word sequence (equal for texts that differ only in case, spacing, punctuation).
+    Signatures:
+    words are split and dictionary-encoded by Arrow, each distinct word is hashed once, and
+    the n-gram hashes are computed over the concatenated word hashes of the batch, keeping
+    only windows that lie inside one document.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    split = pc.split_pattern_regex(pc.utf8_lower(pa.array(texts, type=pa.large_string())), _SEPARATORS_RE2)
+    flat = pc.list_flatten(split)
+    parent = pc.list_parent_indices(split).to_numpy()
+    keep = pc.not_equal(pc.utf8_length(flat), 0)  # separators at the ends leave empty strings
+    flat = pc.filter(flat, keep)
+    parent = parent[keep.to_numpy(zero_copy_only=False)]
+    encoded = pc.dictionary_encode(flat).combine_chunks() if isinstance(flat, pa.ChunkedArray) else pc.dictionary_encode(flat)
+    vocab_hashes = hasher(encoded.dictionary.to_pylist())
+    flat_hashes = vocab_hashes[encoded.indices.to_numpy()] if len(encoded) else np.zeros(0, dtype=np.uint64)
+    counts = np.bincount(parent, minlength=len(texts)).astype(np.int64) if len(parent) else np.zeros(len(texts), np.int64)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])) if len(counts) else counts
+    long_docs = counts >= n
+    n_windows = np.where(long_docs, counts - n + 1, 0)
+    total = int(n_windows.sum())
+    if total:
+        first = np.cumsum(n_windows) - n_windows
+        win_start = np.repeat(starts, n_windows) + (np.arange(total) - np.repeat(first, n_windows))
+        acc = np.zeros(total, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for i in range(n):
+                acc += flat_hashes[win_start + i] * _POS_MULT[i]
+        grams = (acc >> np.uint64(32)).astype(np.uint32)
+    else:
+        first = np.zeros(len(texts), dtype=np.int64)
+        grams = np.zeros(0, dtype=np.uint32)
+    # A document of 1..n-1 words is one shingle of all its words (rare: a small Python loop).
+    short = np.flatnonzero((counts > 0) & ~long_docs)
+    lengths = n_windows.copy()
+    if len(short):
+        values = [int(_combine(flat_hashes[starts[d] : starts[d] + counts[d]], int(counts[d]))[0]) for d in short]
+        grams = np.insert(grams, first[short], np.array(values, dtype=np.uint32))
+        lengths[short] = 1
+    exact = np.zeros(len(texts), dtype=np.uint64)
+    nonempty = np.flatnonzero(counts)
+    if len(nonempty):
+        pos = np.arange(len(flat_hashes), dtype=np.uint64) - np.repeat(starts, counts).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            weighted = flat_hashes * ((pos * _KEY_MULT) | np.uint64(1))
+            exact[nonempty] = np.add.reduceat(weighted, starts[nonempty]) ^ counts[nonempty].astype(np.uint64)
+    return signatures_flat(grams, lengths, a, b, max_cells), counts > 0, exact
+
+
+_KEY_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
 def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """(documents x bands) uint64 bucket keys: a 64-bit hash of each band's ``rows`` values."""
+    """(documents x bands) uint64 bucket keys: a 64-bit mix of each band's ``rows`` values
+    (vectorised; two documents share a key when their band values are equal)."""
     if sigs.shape[1] < bands * rows:
         raise ValueError(f"signature has {sigs.shape[1]} values, bands x rows needs {bands * rows}")
     keys = np.empty((sigs.shape[0], bands), dtype=np.uint64)
-    for band in range(bands):
-        block = np.ascontiguousarray(sigs[:, band * rows : (band + 1) * rows])
-        keys[:, band] = [xxhash.xxh3_64_intdigest(row.tobytes()) for row in block] if len(block) else []
+    with np.errstate(over="ignore"):
+        for band in range(bands):
+            h = np.full(sigs.shape[0], band + 1, dtype=np.uint64)
+            for j in range(band * rows, (band + 1) * rows):
+                h = (h ^ sigs[:, j].astype(np.uint64)) * _KEY_MULT
+                h ^= h >> np.uint64(31)
+            keys[:, band] = h
     return keys
