@@ -12,12 +12,16 @@ bounded by a shard or a band partition, never by the corpus:
    is not its root (the smallest id: the earliest document in input order); record the
    cluster size, optionally write the kept one several times (rehydration).
 
-Document ids are ``shard << 32 | row``. Every stage writes atomically and leaves a
-done-marker, so a rerun resumes at the stage that failed.
+Document ids are ``NEW | shard << 32 | row`` (NEW = 2^62). Documents of an earlier run's
+index (``dedup.index``) join the band groups with ids below NEW, so they are always the
+representative: a new document that duplicates an already published one is removed, and
+the index itself is never changed. Every stage writes atomically and leaves a done-marker,
+so a rerun resumes at the stage that failed.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -37,6 +41,40 @@ BATCH = 20_000
 KEY_SCHEMA = pa.schema([("key", pa.uint64()), ("doc", pa.uint64())])
 COMPONENT_SCHEMA = pa.schema([("doc", pa.uint64()), ("root", pa.uint64())])
 CLUSTER_SCHEMA = pa.schema([("row", pa.uint32()), ("root", pa.uint64()), ("size", pa.uint32())])
+
+
+NEW = np.uint64(1 << 62)
+LOW32 = np.uint64(0xFFFFFFFF)
+PARAMS = "params.json"
+
+
+def doc_ids(shard: int, rows: np.ndarray) -> np.ndarray:
+    return NEW | (np.uint64(shard) << np.uint64(32)) | rows.astype(np.uint64)
+
+
+def shard_of(ids: np.ndarray) -> np.ndarray:
+    return ((ids & ~NEW) >> np.uint64(32)).astype(np.int64)
+
+
+def params(cfg: DedupConfig) -> dict[str, Any]:
+    """What must match for two runs' band keys to be comparable."""
+    return {"ngram": cfg.ngram, "bands": cfg.bands, "rows": cfg.rows, "seed": cfg.seed, "exact": cfg.exact,
+            "shingle_hash": "winnow-xxh3-posmult-v1", "band_key": "winnow-mix64-v1"}
+
+
+def check_index(cfg: DedupConfig, so: dict[str, Any] | None = None) -> None:
+    import json
+
+    for path in cfg.index:
+        fs, p = _fs(join(path, PARAMS), so)
+        if not fs.exists(p):
+            raise ValueError(f"dedup.index: {path} is not a winnow dedup folder (no {PARAMS}); "
+                             "point it at an earlier run's OUTPUT/dedup")
+        with fs.open(p, "rb") as fh:
+            theirs = json.loads(fh.read())
+        if theirs != params(cfg):
+            raise ValueError(f"dedup.index: {path} was built with {theirs}, this run uses {params(cfg)}; "
+                             "band keys are only comparable with the same parameters")
 
 
 def n_partitions(cfg: DedupConfig) -> int:
@@ -89,17 +127,34 @@ def signatures_shard(docs: Iterable[Document], shard: int, work: str, cfg: Dedup
     if texts:
         flush()
     keys = np.concatenate(keys_parts) if keys_parts else np.zeros((0, n_partitions(cfg)), dtype=np.uint64)
-    doc_ids = (np.uint64(shard) << np.uint64(32)) | (np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.uint64))
+    ids = doc_ids(shard, np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.uint64))
     for band in range(n_partitions(cfg)):
-        order = np.lexsort((doc_ids, keys[:, band]))
-        _write_table(pa.table({"key": keys[order, band], "doc": doc_ids[order]}, schema=KEY_SCHEMA),
+        order = np.lexsort((ids, keys[:, band]))
+        _write_table(pa.table({"key": keys[order, band], "doc": ids[order]}, schema=KEY_SCHEMA),
                      band_path(work, band, shard), so)
+    write_bytes_atomic(join(work, PARAMS), json.dumps(params(cfg)).encode(), so)
     return {"documents": n_docs, "no_words": n_empty}
 
 
-def band_components(band: int, n_shards: int, work: str, so: dict[str, Any] | None = None) -> dict[str, int]:
+def _index_parts(index: list[str], band: int, so: dict[str, Any] | None) -> list[pa.Table]:
+    """Band files of earlier runs, with their document ids moved below NEW (index k gets
+    ids k << 56 | old id), so they sort first and are always the group representative."""
+    tables = []
+    for k, path in enumerate(index):
+        fs, folder = _fs(join(path, "bands", f"band={band:02d}"), so)
+        for f in sorted(fs.glob(posixpath.join(folder, "part-*.parquet"))):
+            with fs.open(f, "rb") as fh:
+                t = pq.read_table(fh)
+            old = t.column("doc").to_numpy() & np.uint64((1 << 56) - 1)
+            tables.append(pa.table({"key": t.column("key"), "doc": (np.uint64(k) << np.uint64(56)) | old},
+                                   schema=KEY_SCHEMA))
+    return tables
+
+
+def band_components(band: int, n_shards: int, work: str, so: dict[str, Any] | None = None,
+                    index: list[str] | None = None) -> dict[str, int]:
     """Stage 2 for one band: groups of equal keys -> (doc, root = smallest doc of the group)."""
-    parts = [_read_table(band_path(work, band, s), so) for s in range(n_shards)]
+    parts = [_read_table(band_path(work, band, s), so) for s in range(n_shards)] + _index_parts(index or [], band, so)
     table = pa.concat_tables(parts) if parts else pa.table({"key": [], "doc": []}, schema=KEY_SCHEMA)
     keys = table.column("key").to_numpy()
     docs = table.column("doc").to_numpy()
@@ -168,15 +223,17 @@ def split_clusters(final: str, n_shards: int, work: str, so: dict[str, Any] | No
     docs, roots = table.column("doc").to_numpy(), table.column("root").to_numpy()
     _, inverse, counts = np.unique(roots, return_inverse=True, return_counts=True)
     sizes = counts[inverse].astype(np.uint32)
-    shard_of = (docs >> np.uint64(32)).astype(np.int64)
+    new = (docs & NEW) != 0  # documents of earlier runs (index) are not in this run's shards
+    shards = shard_of(docs)
     for s in range(n_shards):
-        sel = shard_of == s
-        _write_table(pa.table({"row": (docs[sel] & np.uint64(0xFFFFFFFF)).astype(np.uint32), "root": roots[sel],
+        sel = new & (shards == s)
+        _write_table(pa.table({"row": (docs[sel] & LOW32).astype(np.uint32), "root": roots[sel],
                                "size": sizes[sel]}, schema=CLUSTER_SCHEMA),
                      join(work, "clusters", f"part-{s:05d}.parquet"), so)
     hist = {int(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))}
-    return {"clusters": int(len(counts)), "documents_in_clusters": int(len(docs)),
-            "removed": int(len(docs) - len(counts)), "cluster_size_histogram": hist}
+    new_roots = int(((np.unique(roots) & NEW) != 0).sum())
+    return {"clusters": int(len(counts)), "documents_in_clusters": int(new.sum()),
+            "removed": int(new.sum()) - new_roots, "cluster_size_histogram": hist}
 
 
 def filter_shard(docs: Iterable[Document], shard: int, work: str, cfg: DedupConfig, stats: StageStats,
@@ -186,7 +243,7 @@ def filter_shard(docs: Iterable[Document], shard: int, work: str, cfg: DedupConf
     members = dict(zip(table.column("row").to_pylist(),
                        zip(table.column("root").to_pylist(), table.column("size").to_pylist())))
     thresholds = sorted(cfg.upsample.items())
-    me = shard << 32
+    me = int(NEW) | shard << 32
     for row, doc in enumerate(docs):
         n = doc.n_bytes
         stats.take_in(n)
@@ -221,9 +278,10 @@ def dedup_in_process(shards: list[list[Document]], work: str, cfg: DedupConfig,
     the same functions as mapped Prefect tasks)."""
     for k, docs in enumerate(shards):
         signatures_shard(docs, k, work, cfg, so)
+    check_index(cfg, so)
     paths = []
     for band in range(n_partitions(cfg)):
-        band_components(band, len(shards), work, so)
+        band_components(band, len(shards), work, so, cfg.index)
         paths.append(join(work, "components", f"band={band:02d}.parquet"))
     final = merge_components(paths, work, so)[0]
     summary = split_clusters(final, len(shards), work, so)

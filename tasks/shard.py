@@ -41,6 +41,10 @@ def check_resources(cfg: WinnowConfig) -> None:
         lid_stage.check_lid(cfg.lid)
     if cfg.quality.enabled:
         quality_stage.check_quality(cfg.quality)
+    if cfg.dedup.enabled and cfg.dedup.index:
+        from tasks.dedup import check_index
+
+        check_index(cfg.dedup, cfg.storage_options)
     if cfg.pack.enabled:
         from tasks.pack import check_pack
 

@@ -112,3 +112,22 @@ def test_bad_dedup_config():
         DedupConfig(upsample={0: 2})
     with pytest.raises(ValueError):
         DedupConfig(bands=0)
+
+
+def test_incremental_dedup_against_an_earlier_run(tmp_path):
+    rng = random.Random(2)
+    paras = paragraphs("austen-persuasion.txt.gz")
+    first = [[Document(id=f"a{i}", text=t) for i, t in enumerate(paras[:60])]]
+    kept_a, _, _ = dedup_in_process(first, str(tmp_path / "run1"), DedupConfig())
+    assert len(kept_a[0]) == 60
+    # New crawl: 20 re-crawled near-copies of published documents, 20 new ones, one new pair.
+    new = [Document(id=f"re{i}", text=edit(paras[i], rng, 0.01)) for i in range(20)]
+    new += [Document(id=f"b{i}", text=paras[100 + i]) for i in range(20)]
+    new += [Document(id="pair1", text=paras[200]), Document(id="pair2", text=edit(paras[200], rng, 0.01))]
+    kept_b, summary, stats = dedup_in_process([new[:21], new[21:]], str(tmp_path / "run2"),
+                                              DedupConfig(index=[str(tmp_path / "run1")]))
+    kept_ids = {d.id for s in kept_b for d in s}
+    assert kept_ids == {f"b{i}" for i in range(20)} | {"pair1"}
+    assert summary["removed"] == 21 and stats.dropped_docs["near_duplicate"] == 21
+    with pytest.raises(ValueError, match="comparable"):
+        dedup_in_process([new], str(tmp_path / "run3"), DedupConfig(index=[str(tmp_path / "run1")], rows=4, bands=28))

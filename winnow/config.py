@@ -115,6 +115,10 @@ class DedupConfig(_Strict):
     rows: int = Field(8, ge=1, description="Rows (hashes) per band; bands x rows permutations in all.")
     seed: int = Field(1, description="Permutation seed (datasketch's MinHash seed).")
     exact: bool = Field(True, description="Also group documents whose normalised text is identical.")
+    index: list[str] = Field(
+        default_factory=list,
+        description="Dedup work folders of earlier runs (OUTPUT/dedup): documents near-duplicate to one "
+                    "already published there are removed, and the earlier ones are never touched.")
     upsample: dict[int, int] = Field(
         default_factory=dict,
         description="FineWeb-2-style rehydration: {min_cluster_size: copies}; the kept document of a "
@@ -231,6 +235,9 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
         lid = data.get("lid")
         if isinstance(lid, dict) and isinstance(lid.get("model_path"), str):
             lid["model_path"] = _resolve(lid["model_path"], base)
+        dedup = data.get("dedup")
+        if isinstance(dedup, dict) and isinstance(dedup.get("index"), list):
+            dedup["index"] = [_resolve(str(x), base) for x in dedup["index"]]
         pack = data.get("pack")
         if isinstance(pack, dict) and isinstance(pack.get("tokenizer"), str) and not pack["tokenizer"].startswith("tiktoken:"):
             pack["tokenizer"] = _resolve(pack["tokenizer"], base)
