@@ -53,12 +53,14 @@ def doc_ids(shard: int, rows: np.ndarray) -> np.ndarray:
 
 
 def shard_of(ids: np.ndarray) -> np.ndarray:
-    return ((ids & ~NEW) >> np.uint64(32)).astype(np.int64)
+    # 24 bits of shard number (16M shards); above them: NEW, or the index number of an earlier run.
+    return ((ids >> np.uint64(32)) & np.uint64(0xFFFFFF)).astype(np.int64)
 
 
 def params(cfg: DedupConfig) -> dict[str, Any]:
     """What must match for two runs' band keys to be comparable."""
     return {"ngram": cfg.ngram, "bands": cfg.bands, "rows": cfg.rows, "seed": cfg.seed, "exact": cfg.exact,
+            "signatures": cfg.verify_threshold is not None,
             "shingle_hash": "winnow-xxh3-posmult-v1", "band_key": "winnow-mix64-v1"}
 
 
@@ -93,6 +95,27 @@ def _read_table(path: str, so: dict[str, Any] | None) -> pa.Table:
         return pq.read_table(fh)
 
 
+def sig_path(work: str, shard: int) -> str:
+    return join(work, "signatures", f"part-{shard:05d}.u32")
+
+
+def _write_signatures(sig: np.ndarray, path: str, so: dict[str, Any] | None) -> None:
+    """Row r = signature of document r of the shard: random access by row, no index needed."""
+    write_bytes_atomic(path, np.ascontiguousarray(sig, dtype="<u4").tobytes(), so)
+
+
+def read_signature_rows(path: str, rows: np.ndarray, num_perm: int, so: dict[str, Any] | None) -> np.ndarray:
+    """Signatures of the given rows of one shard (sorted rows; reads only what is needed)."""
+    if "://" not in path:
+        mm = np.memmap(path, dtype="<u4", mode="r").reshape(-1, num_perm)
+        return np.asarray(mm[rows])
+    fs, p = _fs(path, so)
+    width = 4 * num_perm
+    starts = [int(r) * width for r in rows]
+    blobs = fs.cat_ranges([p] * len(rows), starts, [s + width for s in starts])
+    return np.frombuffer(b"".join(blobs), dtype="<u4").reshape(-1, num_perm)
+
+
 def band_path(work: str, band: int, shard: int) -> str:
     return join(work, "bands", f"band={band:02d}", f"part-{shard:05d}.parquet")
 
@@ -104,12 +127,15 @@ def signatures_shard(docs: Iterable[Document], shard: int, work: str, cfg: Dedup
     hasher = WordHasher()
     keys_parts: list[np.ndarray] = []
     rows_parts: list[np.ndarray] = []
+    sig_parts: list[np.ndarray] = []
     n_docs = n_empty = 0
     texts: list[str] = []
 
     def flush() -> None:
         nonlocal n_empty
         sig, has, exact = text_signatures(texts, cfg.ngram, hasher, a, b)
+        if cfg.verify_threshold is not None:
+            sig_parts.append(sig)
         keys = band_keys(sig, cfg.bands, cfg.rows)
         if cfg.exact:
             keys = np.concatenate([keys, exact[:, None]], axis=1)
@@ -128,6 +154,9 @@ def signatures_shard(docs: Iterable[Document], shard: int, work: str, cfg: Dedup
         flush()
     keys = np.concatenate(keys_parts) if keys_parts else np.zeros((0, n_partitions(cfg)), dtype=np.uint64)
     ids = doc_ids(shard, np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.uint64))
+    if cfg.verify_threshold is not None:
+        sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, len(a)), dtype=np.uint32)
+        _write_signatures(sigs, sig_path(work, shard), so)
     for band in range(n_partitions(cfg)):
         order = np.lexsort((ids, keys[:, band]))
         _write_table(pa.table({"key": keys[order, band], "doc": ids[order]}, schema=KEY_SCHEMA),
@@ -151,9 +180,30 @@ def _index_parts(index: list[str], band: int, so: dict[str, Any] | None) -> list
     return tables
 
 
+def _signatures_of(ids: np.ndarray, work: str, index: list[str], num_perm: int,
+                   so: dict[str, Any] | None) -> np.ndarray:
+    """Full signatures of documents of this run (NEW ids) or of an index run (k << 56 | id)."""
+    out = np.zeros((len(ids), num_perm), dtype=np.uint32)
+    new = (ids & NEW) != 0
+    sources = np.where(new, np.uint64(1 << 8), ids >> np.uint64(56))  # 256 = this run, else index k
+    shards = shard_of(ids)
+    rows = (ids & LOW32).astype(np.int64)
+    for src in np.unique(sources):
+        base = work if src == 256 else index[int(src)]
+        for shard in np.unique(shards[sources == src]):
+            sel = np.flatnonzero((sources == src) & (shards == shard))
+            order = sel[np.argsort(rows[sel], kind="stable")]
+            out[order] = read_signature_rows(sig_path(base, int(shard)), rows[order], num_perm, so)
+    return out
+
+
 def band_components(band: int, n_shards: int, work: str, so: dict[str, Any] | None = None,
-                    index: list[str] | None = None) -> dict[str, int]:
-    """Stage 2 for one band: groups of equal keys -> (doc, root = smallest doc of the group)."""
+                    index: list[str] | None = None, verify_threshold: float | None = None,
+                    num_perm: int = 0) -> dict[str, int]:
+    """Stage 2 for one band: groups of equal keys -> (doc, root = smallest doc of the group).
+
+    With ``verify_threshold``, a member stays in its group only if its full signature agrees
+    with the root's on at least that share of hashes (memory: the grouped documents only)."""
     parts = [_read_table(band_path(work, band, s), so) for s in range(n_shards)] + _index_parts(index or [], band, so)
     table = pa.concat_tables(parts) if parts else pa.table({"key": [], "doc": []}, schema=KEY_SCHEMA)
     keys = table.column("key").to_numpy()
@@ -168,9 +218,19 @@ def band_components(band: int, n_shards: int, work: str, so: dict[str, Any] | No
         docs_out, roots_out = docs[in_group], group_root[in_group]
     else:
         docs_out = roots_out = np.zeros(0, dtype=np.uint64)
+    rejected = 0
+    if verify_threshold is not None and len(docs_out):
+        members = docs_out != roots_out
+        uniq, inv = np.unique(np.concatenate([docs_out, roots_out]), return_inverse=True)
+        sigs = _signatures_of(uniq, work, index or [], num_perm, so)
+        d_sig, r_sig = sigs[inv[: len(docs_out)]], sigs[inv[len(docs_out):]]
+        agree = (d_sig == r_sig).mean(axis=1)
+        ok = ~members | (agree >= verify_threshold)
+        rejected = int((~ok).sum())
+        docs_out, roots_out = docs_out[ok], roots_out[ok]
     _write_table(pa.table({"doc": docs_out, "root": roots_out}, schema=COMPONENT_SCHEMA),
                  join(work, "components", f"band={band:02d}.parquet"), so)
-    return {"keys": int(len(keys)), "grouped": int(len(docs_out))}
+    return {"keys": int(len(keys)), "grouped": int(len(docs_out)), "rejected_by_verification": rejected}
 
 
 def _connected(docs: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -281,7 +341,7 @@ def dedup_in_process(shards: list[list[Document]], work: str, cfg: DedupConfig,
     check_index(cfg, so)
     paths = []
     for band in range(n_partitions(cfg)):
-        band_components(band, len(shards), work, so, cfg.index)
+        band_components(band, len(shards), work, so, cfg.index, cfg.verify_threshold, cfg.bands * cfg.rows)
         paths.append(join(work, "components", f"band={band:02d}.parquet"))
     final = merge_components(paths, work, so)[0]
     summary = split_clusters(final, len(shards), work, so)

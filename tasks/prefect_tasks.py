@@ -75,7 +75,8 @@ def dedup_band(band: int, n_shards: int, work: str, config: dict[str, Any]) -> d
     fs, path = _fs(marker, cfg.storage_options)
     if fs.exists(path):
         return {"skipped": True}
-    out = band_components(band, n_shards, work, cfg.storage_options, cfg.dedup.index)
+    d = cfg.dedup
+    out = band_components(band, n_shards, work, cfg.storage_options, d.index, d.verify_threshold, d.bands * d.rows)
     write_bytes_atomic(marker, b"{}", cfg.storage_options)
     return out
 

@@ -107,6 +107,20 @@ def test_rehydration_upsamples_by_cluster_size(tmp_path):
     assert stats.docs_out == 3 and stats.dropped_docs["near_duplicate"] == 2
 
 
+def test_verification_rejects_bucket_collisions_below_threshold(tmp_path):
+    rng = random.Random(4)
+    paras = paragraphs("chesterton-thursday.txt.gz")
+    base = paras[:150]
+    variants = [edit(t, rng, 0.12) for t in base]  # Jaccard around 0.6-0.75: LSH lets some through
+    js = [jaccard(a, b) for a, b in zip(base, variants)]
+    assert max(js) < 0.8
+    docs = [[Document(id=f"o{i}", text=t) for i, t in enumerate(base)] + [Document(id=f"v{i}", text=t) for i, t in enumerate(variants)]]
+    _, loose, _ = dedup_in_process(docs, str(tmp_path / "loose"), DedupConfig(verify_threshold=None))
+    _, strict, _ = dedup_in_process(docs, str(tmp_path / "strict"), DedupConfig(verify_threshold=0.8))
+    assert loose["removed"] > 0  # buckets alone merge pairs below 0.8
+    assert strict["removed"] < loose["removed"] / 3
+
+
 def test_bad_dedup_config():
     with pytest.raises(ValueError):
         DedupConfig(upsample={0: 2})
@@ -124,8 +138,10 @@ def test_incremental_dedup_against_an_earlier_run(tmp_path):
     new = [Document(id=f"re{i}", text=edit(paras[i], rng, 0.01)) for i in range(20)]
     new += [Document(id=f"b{i}", text=paras[100 + i]) for i in range(20)]
     new += [Document(id="pair1", text=paras[200]), Document(id="pair2", text=edit(paras[200], rng, 0.01))]
+    # The published run is the second index entry: index numbers are part of the ids.
+    dedup_in_process([[Document(id="z", text=paras[300])]], str(tmp_path / "run0"), DedupConfig())
     kept_b, summary, stats = dedup_in_process([new[:21], new[21:]], str(tmp_path / "run2"),
-                                              DedupConfig(index=[str(tmp_path / "run1")]))
+                                              DedupConfig(index=[str(tmp_path / "run0"), str(tmp_path / "run1")]))
     kept_ids = {d.id for s in kept_b for d in s}
     assert kept_ids == {f"b{i}" for i in range(20)} | {"pair1"}
     assert summary["removed"] == 21 and stats.dropped_docs["near_duplicate"] == 21
