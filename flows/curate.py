@@ -120,16 +120,16 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
 def dedup_phase(outputs: list[str], cfg: WinnowConfig, cfg_dict: dict[str, Any]):
     """Signatures (map over shards) -> components (map over bands) -> pairwise merges (map per
     round) -> clusters split by shard -> filter (map over shards)."""
-    from tasks.dedup import n_partitions
+    from tasks.dedup import band_tasks, component_path
 
     work = join(cfg.output, DEDUP_WORK)
     n = len(outputs)
     for f in [dedup_signatures.submit(o, k, work, cfg_dict) for k, o in enumerate(outputs)]:
         f.result()
-    bands = n_partitions(cfg.dedup)
-    for f in [dedup_band.submit(b, n, work, cfg_dict) for b in range(bands)]:
+    units = band_tasks(cfg.dedup)
+    for f in [dedup_band.submit(b, p, n, work, cfg_dict) for b, p in units]:
         f.result()
-    level = [join(work, "components", f"band={b:02d}.parquet") for b in range(bands)]
+    level = [component_path(work, b, p) for b, p in units]
     round_no = 0
     while len(level) > 1:
         pairs = [level[k : k + 2] for k in range(0, len(level), 2)]

@@ -2,9 +2,11 @@
 bounded by a shard or a band partition, never by the corpus:
 
 1. ``signatures_shard`` (map over document shards): shingles -> MinHash -> one bucket key per
-   band (+ an exact-text key), written as ``bands/band=BB/part-SSSSS.parquet`` sorted by key.
-2. ``band_components`` (map over bands): documents sharing a key in a band form a group; the
-   group's smallest document id is its root. Written as ``components/band=BB.parquet``.
+   band (+ an exact-text key), written as ``bands/band=BB/range=RRRR/part-SSSSS.parquet``
+   sorted by key (``dedup.partitions`` key ranges per band), plus the full signatures.
+2. ``band_components`` (map over bands x key ranges): documents sharing a key in a band form
+   a group; the group's smallest document id is its root (optionally verified against the
+   full signatures). Written as ``components/band=BB-range=RRRR.parquet``.
 3. ``merge_components`` (tree reduction): partial components of two bands are merged by
    connected components on their (doc, root) edges, pairwise, until one remains; the result
    is split by shard: ``clusters/part-SSSSS.parquet`` (row, root, cluster size).
@@ -116,8 +118,17 @@ def read_signature_rows(path: str, rows: np.ndarray, num_perm: int, so: dict[str
     return np.frombuffer(b"".join(blobs), dtype="<u4").reshape(-1, num_perm)
 
 
-def band_path(work: str, band: int, shard: int) -> str:
-    return join(work, "bands", f"band={band:02d}", f"part-{shard:05d}.parquet")
+def band_path(work: str, band: int, part: int, shard: int) -> str:
+    return join(work, "bands", f"band={band:02d}", f"range={part:04d}", f"part-{shard:05d}.parquet")
+
+
+def component_path(work: str, band: int, part: int) -> str:
+    return join(work, "components", f"band={band:02d}-range={part:04d}.parquet")
+
+
+def band_tasks(cfg: DedupConfig) -> list[tuple[int, int]]:
+    """(band, key range) pairs: the units of stage 2."""
+    return [(b, p) for b in range(n_partitions(cfg)) for p in range(cfg.partitions)]
 
 
 def signatures_shard(docs: Iterable[Document], shard: int, work: str, cfg: DedupConfig,
@@ -157,25 +168,33 @@ def signatures_shard(docs: Iterable[Document], shard: int, work: str, cfg: Dedup
     if cfg.verify_threshold is not None:
         sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, len(a)), dtype=np.uint32)
         _write_signatures(sigs, sig_path(work, shard), so)
+    parts = cfg.partitions
     for band in range(n_partitions(cfg)):
         order = np.lexsort((ids, keys[:, band]))
-        _write_table(pa.table({"key": keys[order, band], "doc": ids[order]}, schema=KEY_SCHEMA),
-                     band_path(work, band, shard), so)
+        k, d = keys[order, band], ids[order]
+        key_range = k % np.uint64(parts)
+        for part in range(parts):
+            sel = key_range == part
+            _write_table(pa.table({"key": k[sel], "doc": d[sel]}, schema=KEY_SCHEMA),
+                         band_path(work, band, part, shard), so)
     write_bytes_atomic(join(work, PARAMS), json.dumps(params(cfg)).encode(), so)
     return {"documents": n_docs, "no_words": n_empty}
 
 
-def _index_parts(index: list[str], band: int, so: dict[str, Any] | None) -> list[pa.Table]:
-    """Band files of earlier runs, with their document ids moved below NEW (index k gets
-    ids k << 56 | old id), so they sort first and are always the group representative."""
+def _index_parts(index: list[str], band: int, part: int, parts: int, so: dict[str, Any] | None) -> list[pa.Table]:
+    """Band files of earlier runs (any key-range split), restricted to this key range, with
+    their document ids moved below NEW (index k gets ids k << 56 | old id), so they sort
+    first and are always the group representative."""
     tables = []
     for k, path in enumerate(index):
         fs, folder = _fs(join(path, "bands", f"band={band:02d}"), so)
-        for f in sorted(fs.glob(posixpath.join(folder, "part-*.parquet"))):
+        for f in sorted(fs.glob(posixpath.join(folder, "*", "part-*.parquet"))):
             with fs.open(f, "rb") as fh:
                 t = pq.read_table(fh)
-            old = t.column("doc").to_numpy() & np.uint64((1 << 56) - 1)
-            tables.append(pa.table({"key": t.column("key"), "doc": (np.uint64(k) << np.uint64(56)) | old},
+            keys = t.column("key").to_numpy()
+            sel = keys % np.uint64(parts) == part
+            old = t.column("doc").to_numpy()[sel] & np.uint64((1 << 56) - 1)
+            tables.append(pa.table({"key": keys[sel], "doc": (np.uint64(k) << np.uint64(56)) | old},
                                    schema=KEY_SCHEMA))
     return tables
 
@@ -197,14 +216,15 @@ def _signatures_of(ids: np.ndarray, work: str, index: list[str], num_perm: int,
     return out
 
 
-def band_components(band: int, n_shards: int, work: str, so: dict[str, Any] | None = None,
-                    index: list[str] | None = None, verify_threshold: float | None = None,
-                    num_perm: int = 0) -> dict[str, int]:
+def band_components(band: int, part: int, n_shards: int, work: str, cfg: DedupConfig,
+                    so: dict[str, Any] | None = None) -> dict[str, int]:
     """Stage 2 for one band: groups of equal keys -> (doc, root = smallest doc of the group).
 
     With ``verify_threshold``, a member stays in its group only if its full signature agrees
     with the root's on at least that share of hashes (memory: the grouped documents only)."""
-    parts = [_read_table(band_path(work, band, s), so) for s in range(n_shards)] + _index_parts(index or [], band, so)
+    verify_threshold, index, num_perm = cfg.verify_threshold, cfg.index, cfg.bands * cfg.rows
+    parts = [_read_table(band_path(work, band, part, s), so) for s in range(n_shards)]
+    parts += _index_parts(index, band, part, cfg.partitions, so)
     table = pa.concat_tables(parts) if parts else pa.table({"key": [], "doc": []}, schema=KEY_SCHEMA)
     keys = table.column("key").to_numpy()
     docs = table.column("doc").to_numpy()
@@ -229,7 +249,7 @@ def band_components(band: int, n_shards: int, work: str, so: dict[str, Any] | No
         rejected = int((~ok).sum())
         docs_out, roots_out = docs_out[ok], roots_out[ok]
     _write_table(pa.table({"doc": docs_out, "root": roots_out}, schema=COMPONENT_SCHEMA),
-                 join(work, "components", f"band={band:02d}.parquet"), so)
+                 component_path(work, band, part), so)
     return {"keys": int(len(keys)), "grouped": int(len(docs_out)), "rejected_by_verification": rejected}
 
 
@@ -340,9 +360,9 @@ def dedup_in_process(shards: list[list[Document]], work: str, cfg: DedupConfig,
         signatures_shard(docs, k, work, cfg, so)
     check_index(cfg, so)
     paths = []
-    for band in range(n_partitions(cfg)):
-        band_components(band, len(shards), work, so, cfg.index, cfg.verify_threshold, cfg.bands * cfg.rows)
-        paths.append(join(work, "components", f"band={band:02d}.parquet"))
+    for band, part in band_tasks(cfg):
+        band_components(band, part, len(shards), work, cfg, so)
+        paths.append(component_path(work, band, part))
     final = merge_components(paths, work, so)[0]
     summary = split_clusters(final, len(shards), work, so)
     stats = StageStats()

@@ -65,18 +65,17 @@ def dedup_signatures(doc_shard: str, shard: int, work: str, config: dict[str, An
     return counts
 
 
-@task(name="dedup-band", task_run_name="band {band}", retries=1, persist_result=False)
-def dedup_band(band: int, n_shards: int, work: str, config: dict[str, Any]) -> dict[str, Any]:
+@task(name="dedup-band", task_run_name="band {band} range {part}", retries=1, persist_result=False)
+def dedup_band(band: int, part: int, n_shards: int, work: str, config: dict[str, Any]) -> dict[str, Any]:
     from tasks.dedup import band_components
     from winnow.shardio import _fs, write_bytes_atomic
 
     cfg = _cfg(config)
-    marker = _marker(work, f"band-{band:02d}")
+    marker = _marker(work, f"band-{band:02d}-{part:04d}")
     fs, path = _fs(marker, cfg.storage_options)
     if fs.exists(path):
         return {"skipped": True}
-    d = cfg.dedup
-    out = band_components(band, n_shards, work, cfg.storage_options, d.index, d.verify_threshold, d.bands * d.rows)
+    out = band_components(band, part, n_shards, work, cfg.dedup, cfg.storage_options)
     write_bytes_atomic(marker, b"{}", cfg.storage_options)
     return out
 

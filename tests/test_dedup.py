@@ -69,7 +69,7 @@ def test_planted_near_duplicates_across_shards(tmp_path):
         far = edit(base[i], rng, 0.3)
         assert jaccard(base[i], far) < 0.5
         shards[(i + 2) % 3].append(Document(id=f"far{i}", text=far))
-    kept, summary, stats = dedup_in_process(shards, str(tmp_path), DedupConfig())
+    kept, summary, stats = dedup_in_process(shards, str(tmp_path), DedupConfig(partitions=3))
     kept_ids = {d.id for s in kept for d in s}
     removed = {d.id for s in shards for d in s} - kept_ids
     # Each planted pair loses exactly one member: the later one in input (shard, row) order.
@@ -132,7 +132,7 @@ def test_incremental_dedup_against_an_earlier_run(tmp_path):
     rng = random.Random(2)
     paras = paragraphs("austen-persuasion.txt.gz")
     first = [[Document(id=f"a{i}", text=t) for i, t in enumerate(paras[:60])]]
-    kept_a, _, _ = dedup_in_process(first, str(tmp_path / "run1"), DedupConfig())
+    kept_a, _, _ = dedup_in_process(first, str(tmp_path / "run1"), DedupConfig(partitions=4))
     assert len(kept_a[0]) == 60
     # New crawl: 20 re-crawled near-copies of published documents, 20 new ones, one new pair.
     new = [Document(id=f"re{i}", text=edit(paras[i], rng, 0.01)) for i in range(20)]

@@ -119,7 +119,7 @@ def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_server, tmp_
 
     from flows.curate import run_curate
 
-    cfg = _cfg(tmp_path, dedup={"enabled": True}, pack={"enabled": True, "seq_len": 512})
+    cfg = _cfg(tmp_path, dedup={"enabled": True, "partitions": 2}, pack={"enabled": True, "seq_len": 512})
     first = run_curate(cfg)
     out = tmp_path / "out"
     assert first["dedup"]["removed"] >= 1 and first["packed"]["sequences"] > 0
@@ -128,10 +128,10 @@ def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_server, tmp_
     packed = {p.name: pq.read_table(p).to_pylist() for p in (out / "packed").glob("train-*.parquet")}
 
     # Crash after the signatures: later stages' outputs and markers are gone.
-    sig_file = out / "dedup" / "bands" / "band=00" / "part-00000.parquet"
+    sig_file = out / "dedup" / "bands" / "band=00" / "range=0001" / "part-00000.parquet"
     sig_mtime = sig_file.stat().st_mtime_ns
-    (out / "dedup" / "_done" / "band-03").unlink()
-    (out / "dedup" / "components" / "band=03.parquet").unlink()
+    (out / "dedup" / "_done" / "band-03-0001").unlink()
+    (out / "dedup" / "components" / "band=03-range=0001.parquet").unlink()
     shutil.rmtree(out / "dedup" / "merged")
     (out / "dedup" / "_done" / "clusters.json").unlink()
     shutil.rmtree(out / "deduped")

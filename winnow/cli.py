@@ -155,16 +155,21 @@ def stages() -> None:
               "           JSONL/Parquet inputs skip it and are read as documents ([bold]read[/bold]).\n"
               "  [bold]lid[/bold]      fastText language ID: annotate lid.lang/lid.score, keep-list, thresholds.\n"
               "  [bold]quality[/bold]  Gopher repetition + Gopher quality + C4 + FineWeb rules (datatrove's),\n"
-              "           then an optional fastText quality classifier (`winnow train-quality`).")
+              "           then an optional fastText quality classifier (`winnow train-quality`).\n"
+              "Then, over all shards:\n"
+              "  [bold]dedup[/bold]    MinHash near-dedup: signatures -> band buckets -> components -> filter.\n"
+              "  [bold]pack[/bold]     tokenize + best-fit packing into fixed-length training sequences.")
     show("top level", WinnowConfig, "")
     show("runner", RunnerConfig, "runner.")
     show("ingest", IngestConfig, "ingest.")
-    from winnow.config import ClassifierConfig, LidConfig, QualityConfig, UrlFilterConfig
+    from winnow.config import ClassifierConfig, DedupConfig, LidConfig, PackConfig, QualityConfig, UrlFilterConfig
 
     show("ingest.url_filter", UrlFilterConfig, "ingest.url_filter.")
     show("lid", LidConfig, "lid.")
     show("quality", QualityConfig, "quality.")
     show("quality.classifier", ClassifierConfig, "quality.classifier.")
+    show("dedup", DedupConfig, "dedup.")
+    show("pack", PackConfig, "pack.")
 
 
 def main() -> None:  # pragma: no cover

@@ -119,6 +119,10 @@ class DedupConfig(_Strict):
         0.8, description="Keep a candidate pair (same bucket in some band) only if the full signatures "
                          "agree on at least this share of hashes (estimated Jaccard); null: trust the "
                          "buckets, as datatrove/FineWeb do. Removes the 0.6-0.8 pairs LSH lets through.")
+    partitions: int = Field(
+        1, ge=1, le=4096,
+        description="Key ranges per band. A band task holds 16 bytes per document of the whole corpus "
+                    "divided by this: raise it for corpora past a worker's memory (1B docs, 64 -> 250 MB).")
     index: list[str] = Field(
         default_factory=list,
         description="Dedup work folders of earlier runs (OUTPUT/dedup): documents near-duplicate to one "
