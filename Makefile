@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test test-fast bench-extract bench-ingest bench-lid bench-quality bench-pack clean
+.PHONY: install demo test test-fast bench-extract bench-ingest bench-lid bench-quality bench-dedup bench-pack clean
 
 $(BIN)/winnow: pyproject.toml
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
@@ -42,6 +42,10 @@ bench-lid: install
 ## Quality + LID stage throughput and agreement vs datatrove; classifier validation (needs ../shared).
 bench-quality: install
 	$(BIN)/python benchmarks/quality.py
+
+## MinHash dedup: correctness vs datatrove, signature speed, components at scale, 100k/1M end to end.
+bench-dedup: install
+	$(BIN)/python benchmarks/dedup.py
 
 ## Packing efficiency and speed, tokenization throughput (needs ../shared).
 bench-pack: install
