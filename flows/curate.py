@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tasks.pack import PACKED_DIR, STAGE as PACK
 from tasks.prefect_tasks import (
     curate_shard, dedup_band, dedup_clusters, dedup_filter, dedup_merge_pair, dedup_signatures, pack_documents,
+    rephrase_shard,
 )
 from tasks.shard import check_resources
 from winnow.config import WinnowConfig
@@ -24,6 +25,7 @@ from winnow.stats import funnel_markdown, funnel_rows, merge_runs
 DOCUMENTS_DIR = "documents"
 DEDUPED_DIR = "deduped"
 DEDUP_WORK = "dedup"
+REPHRASED_DIR = "rephrased"
 
 
 class ShardFailures(RuntimeError):
@@ -71,10 +73,19 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
         stats.update(merge_runs(dedup_stats))
         logger.info("dedup: %s clusters, %s near-duplicates removed", f"{dedup_summary['clusters']:,}",
                     f"{dedup_summary['removed']:,}")
+    rephrase_rows = None
+    if cfg.rephrase.enabled and not failures:
+        rephrased = [join(cfg.output, REPHRASED_DIR, shard_name(k)) for k in range(len(final_outputs))]
+        checkpoints = [join(cfg.output, "rephrase_checkpoints", shard_name(k, suffix=".jsonl"))
+                       for k in range(len(final_outputs))]
+        results_r = [f.result() for f in [rephrase_shard.submit(i, k, o, c, cfg_dict) for k, (i, o, c) in
+                                          enumerate(zip(final_outputs, rephrased, checkpoints))]]
+        stats.update(merge_runs([r["stats"] for r in results_r]))
+        final_outputs, rephrase_rows = rephrased, sum(r["rows"] for r in results_r)
     manifest = None
     if cfg.pack.enabled and not failures:
         # Packing sees every curated document: it waits for all shards.
-        input_key = json.dumps([(o, r["rows"]) for o, r in zip(final_outputs, results)] + [dedup_summary])
+        input_key = json.dumps([(o, r["rows"]) for o, r in zip(final_outputs, results)] + [dedup_summary, rephrase_rows])
         manifest = pack_documents(final_outputs, join(cfg.output, PACKED_DIR), cfg_dict, input_key)
         stats.update(merge_runs([{PACK: manifest["stats"]}]))
         logger.info("packed %s tokens into %s sequences (padding %.3f%%) -> %s", f"{manifest['tokens']:,}",

@@ -127,3 +127,33 @@ def dedup_filter(doc_shard: str, shard: int, work: str, out: str, config: dict[s
     serialised = {STAGE: stats.to_dict()}
     mark_done(out, {"input": doc_shard, "rows": writer.rows, "stats": serialised}, so)
     return {"skipped": False, "stats": serialised, "rows": writer.rows}
+
+
+@task(name="rephrase", task_run_name="rephrase {shard}", retries=0, persist_result=False)
+def rephrase_shard(doc_shard: str, shard: int, out: str, checkpoint: str, config: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    from tasks.rephrase import STAGE, Journal, build_backend, rephrase_documents
+    from winnow.shardio import ShardWriter, join, mark_done, read_documents, read_done, write_bytes_atomic
+    from winnow.stats import StageStats
+
+    cfg = _cfg(config)
+    so = cfg.storage_options
+    done = read_done(out, so)
+    if done is not None and done.get("input") == doc_shard:
+        return {"skipped": True, "stats": done["stats"], "rows": done["rows"]}
+    stats = StageStats()
+    journal = Journal(checkpoint, so)
+    try:
+        docs, report = rephrase_documents(read_documents(doc_shard, StageStats(), so), cfg.rephrase,
+                                          build_backend(cfg.rephrase), journal, stats)
+    finally:
+        journal.close()
+    with ShardWriter(out, so, rows_per_group=cfg.rows_per_row_group) as writer:
+        writer.write_all(docs)
+    parent, name = out.rsplit("/", 1)
+    write_bytes_atomic(join(parent, "_report", name + ".jsonl"),
+                       "".join(json.dumps(r) + "\n" for r in report).encode(), so)
+    serialised = {STAGE: stats.to_dict()}
+    mark_done(out, {"input": doc_shard, "rows": writer.rows, "stats": serialised}, so)
+    return {"skipped": False, "stats": serialised, "rows": writer.rows}

@@ -45,6 +45,10 @@ def check_resources(cfg: WinnowConfig) -> None:
         from tasks.dedup import check_index
 
         check_index(cfg.dedup, cfg.storage_options)
+    if cfg.rephrase.enabled:
+        from tasks.rephrase import templates
+
+        templates(cfg.rephrase)
     if cfg.pack.enabled:
         from tasks.pack import check_pack
 

@@ -140,3 +140,25 @@ def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_server, tmp_
     assert sig_file.stat().st_mtime_ns == sig_mtime  # finished stages are not redone
     assert again["dedup"] == first["dedup"]
     assert {p.name: pq.read_table(p).to_pylist() for p in (out / "packed").glob("train-*.parquet")} == packed
+
+
+def test_rephrase_in_the_flow_against_a_local_server(prefect_server, tmp_path):
+    from flows.curate import run_curate
+    from openai_server import FakeLLM
+
+    with FakeLLM() as llm:
+        cfg = _cfg(tmp_path, input=[str(DEMO_WARCS / "govuk-BL-20140325121225068-00000.warc.gz")],
+                   rephrase={"enabled": True, "base_url": llm.base_url, "model": "fake", "styles": ["medium"]},
+                   pack={"enabled": True, "seq_len": 1024})
+        summary = run_curate(cfg)
+        requests = sum(llm.requests.values())
+        again = run_curate(cfg)  # finished shards are skipped: no new requests
+        assert sum(llm.requests.values()) == requests
+    out = tmp_path / "out"
+    table = pq.read_table(out / "rephrased" / "part-00000.parquet").to_pylist()
+    real = [r for r in table if "#wrap-" not in r["id"]]
+    synthetic = [r for r in table if "#wrap-" in r["id"]]
+    assert len(real) == summary["rows"] and len(synthetic) == len(real)  # 1:1
+    report = [json.loads(x) for x in (out / "rephrased" / "_report" / "part-00000.parquet.jsonl").read_text().splitlines()]
+    assert len(report) == len(real) and all(r["status"] == "ok" for r in report)
+    assert summary["packed"]["documents"] == len(table) == again["packed"]["documents"]

