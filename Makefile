@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test test-fast bench-extract bench-ingest bench-lid bench-quality bench-dedup bench-pack clean
+.PHONY: install demo test test-fast bench-extract bench-ingest bench-lid bench-quality bench-dedup bench-rephrase bench-pack clean
 
 $(BIN)/winnow: pyproject.toml
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
@@ -54,6 +54,10 @@ bench-quality: $(VENV)/.bench
 ## MinHash dedup: correctness vs datatrove, signature speed, components at scale, 100k/1M end to end.
 bench-dedup: $(VENV)/.bench
 	$(BIN)/python benchmarks/dedup.py
+
+## Rephrasing client: achieved requests/s vs the concurrency/latency bound (local server).
+bench-rephrase: $(VENV)/.bench
+	$(BIN)/python benchmarks/rephrase.py
 
 ## Packing efficiency and speed, tokenization throughput (needs ../shared).
 bench-pack: $(VENV)/.bench

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -76,17 +77,20 @@ class OpenAIBackend:
         return asyncio.run(self.agenerate(prompts, on_result))
 
     async def agenerate(self, prompts: list[str], on_result=None) -> list[Generation]:
-        import httpx
+        # aiohttp rather than httpx: at 64 requests in flight httpx's pool reached 17% of the
+        # concurrency/latency bound on the benchmark, aiohttp about 95%.
+        import aiohttp
 
         results: list[Generation | None] = [None] * len(prompts)
         sem = asyncio.Semaphore(self.concurrency)
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        async with httpx.AsyncClient(limits=limits, headers=headers, timeout=self.timeout) as client:
+        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
 
             async def one(i: int) -> None:
                 async with sem:
-                    g = await self._with_retries(client, prompts[i])
+                    g = await self._with_retries(session, prompts[i])
                 results[i] = g
                 if on_result is not None:
                     on_result(i, g)
@@ -94,21 +98,24 @@ class OpenAIBackend:
             await asyncio.gather(*(one(i) for i in range(len(prompts))))
         return results  # type: ignore[return-value]
 
-    async def _with_retries(self, client, prompt: str) -> Generation:
-        import httpx
+    async def _with_retries(self, session, prompt: str) -> Generation:
+        import aiohttp
 
         body: dict[str, Any] = {"model": self.model_name, "messages": [{"role": "user", "content": prompt}],
                                 "max_tokens": self.max_tokens, "temperature": self.temperature}
         if self.seed is not None:
             body["seed"] = self.seed
+        url = f"{self.base_url}/chat/completions"
         last = "no attempt"
         for attempt in range(1, self.max_retries + 2):
             wait: float | None = None
             try:
-                resp = await client.post(f"{self.base_url}/chat/completions", json=body)
-                if resp.status_code == 200:
+                async with session.post(url, json=body) as resp:
+                    raw = await resp.read()
+                    status, retry_after = resp.status, resp.headers.get("Retry-After")
+                if status == 200:
                     try:
-                        text = resp.json()["choices"][0]["message"]["content"]
+                        text = json.loads(raw)["choices"][0]["message"]["content"]
                         if not isinstance(text, str):
                             raise TypeError("content is not a string")
                         self._count("ok")
@@ -116,17 +123,17 @@ class OpenAIBackend:
                     except (ValueError, KeyError, IndexError, TypeError) as exc:
                         last = f"malformed response: {type(exc).__name__}"
                         self._count("malformed")
-                elif resp.status_code == 429 or resp.status_code >= 500:
-                    last = f"HTTP {resp.status_code}"
-                    self._count(f"http_{resp.status_code}")
-                    wait = _retry_after(resp.headers.get("retry-after"))
+                elif status == 429 or status >= 500:
+                    last = f"HTTP {status}"
+                    self._count(f"http_{status}")
+                    wait = _retry_after(retry_after)
                 else:  # 4xx other than 429: the request itself is wrong; retrying will not help
-                    self._count(f"http_{resp.status_code}")
-                    return Generation(None, f"HTTP {resp.status_code}: {resp.text[:200]}", attempt)
-            except httpx.TimeoutException:
+                    self._count(f"http_{status}")
+                    return Generation(None, f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}", attempt)
+            except asyncio.TimeoutError:
                 last = "timeout"
                 self._count("timeout")
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 last = f"connection error: {type(exc).__name__}"
                 self._count("connection_error")
             if attempt > self.max_retries:
