@@ -110,9 +110,11 @@ def dedup_clusters(final: str, n_shards: int, work: str, config: dict[str, Any])
     return summary
 
 
-@task(name="dedup-filter", task_run_name="filter {shard}", retries=1, persist_result=False)
-def dedup_filter(doc_shard: str, shard: int, work: str, out: str, config: dict[str, Any]) -> dict[str, Any]:
-    from tasks.dedup import STAGE, filter_shard
+def _derived_shard(doc_shard: str, out: str, config: dict[str, Any], stage: str, make_docs,
+                   retry_if: str | None = None) -> dict[str, Any]:
+    """One document shard -> one output shard through ``make_docs(docs, stats, cfg)``, skipped
+    when its done-marker says it was made from the same input. With ``retry_if``, a shard whose
+    stats count that error is written but not marked done, so the next run tries it again."""
     from winnow.shardio import ShardWriter, mark_done, read_documents, read_done
     from winnow.stats import StageStats
 
@@ -123,10 +125,19 @@ def dedup_filter(doc_shard: str, shard: int, work: str, out: str, config: dict[s
         return {"skipped": True, "stats": done["stats"], "rows": done["rows"]}
     stats = StageStats()
     with ShardWriter(out, so, rows_per_group=cfg.rows_per_row_group) as writer:
-        writer.write_all(filter_shard(read_documents(doc_shard, StageStats(), so), shard, work, cfg.dedup, stats, so))
-    serialised = {STAGE: stats.to_dict()}
-    mark_done(out, {"input": doc_shard, "rows": writer.rows, "stats": serialised}, so)
+        writer.write_all(make_docs(read_documents(doc_shard, StageStats(), so), stats, cfg))
+    serialised = {stage: stats.to_dict()}
+    if not (retry_if and stats.errors.get(retry_if)):
+        mark_done(out, {"input": doc_shard, "rows": writer.rows, "stats": serialised}, so)
     return {"skipped": False, "stats": serialised, "rows": writer.rows}
+
+
+@task(name="dedup-filter", task_run_name="filter {shard}", retries=1, persist_result=False)
+def dedup_filter(doc_shard: str, shard: int, work: str, out: str, config: dict[str, Any]) -> dict[str, Any]:
+    from tasks.dedup import STAGE, filter_shard
+
+    return _derived_shard(doc_shard, out, config, STAGE,
+                          lambda docs, stats, cfg: filter_shard(docs, shard, work, cfg.dedup, stats, cfg.storage_options))
 
 
 @task(name="rephrase", task_run_name="rephrase {shard}", retries=0, persist_result=False)
@@ -134,26 +145,20 @@ def rephrase_shard(doc_shard: str, shard: int, out: str, checkpoint: str, config
     import json
 
     from tasks.rephrase import STAGE, Journal, build_backend, rephrase_documents
-    from winnow.shardio import ShardWriter, join, mark_done, read_documents, read_done, write_bytes_atomic
-    from winnow.stats import StageStats
+    from winnow.shardio import join, write_bytes_atomic
 
-    cfg = _cfg(config)
-    so = cfg.storage_options
-    done = read_done(out, so)
-    if done is not None and done.get("input") == doc_shard:
-        return {"skipped": True, "stats": done["stats"], "rows": done["rows"]}
-    stats = StageStats()
-    journal = Journal(checkpoint, so)
-    try:
-        docs, report = rephrase_documents(read_documents(doc_shard, StageStats(), so), cfg.rephrase,
-                                          build_backend(cfg.rephrase), journal, stats)
-    finally:
-        journal.close()
-    with ShardWriter(out, so, rows_per_group=cfg.rows_per_row_group) as writer:
-        writer.write_all(docs)
-    parent, name = out.rsplit("/", 1)
-    write_bytes_atomic(join(parent, "_report", name + ".jsonl"),
-                       "".join(json.dumps(r) + "\n" for r in report).encode(), so)
-    serialised = {STAGE: stats.to_dict()}
-    mark_done(out, {"input": doc_shard, "rows": writer.rows, "stats": serialised}, so)
-    return {"skipped": False, "stats": serialised, "rows": writer.rows}
+    def make_docs(docs, stats, cfg):
+        so = cfg.storage_options
+        journal = Journal(checkpoint, so)
+        try:
+            out_docs, report = rephrase_documents(docs, cfg.rephrase, build_backend(cfg.rephrase), journal, stats)
+        finally:
+            journal.close()
+        parent, name = out.rsplit("/", 1)
+        write_bytes_atomic(join(parent, "_report", name + ".jsonl"),
+                           "".join(json.dumps(r) + "\n" for r in report).encode(), so)
+        return out_docs
+
+    # Chunks whose requests failed (server down, out of retries) are retried by the next run;
+    # the journal keeps it from asking again for the ones that succeeded.
+    return _derived_shard(doc_shard, out, config, STAGE, make_docs, retry_if="rephrase_request_failed")
