@@ -131,10 +131,23 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
 def dedup_phase(outputs: list[str], cfg: WinnowConfig, cfg_dict: dict[str, Any]):
     """Signatures (map over shards) -> components (map over bands) -> pairwise merges (map per
     round) -> clusters split by shard -> filter (map over shards)."""
-    from tasks.dedup import band_tasks, component_path
+    from tasks.dedup import band_tasks, component_path, params
+    from winnow.shardio import _fs, input_stamp
 
     work = join(cfg.output, DEDUP_WORK)
     n = len(outputs)
+    # The dedup work is valid for exactly these curated shards and parameters: if a shard was
+    # redone since (or the settings changed), start the dedup work over.
+    key = json.dumps({"inputs": [(o, input_stamp(o, cfg.storage_options)) for o in outputs],
+                      "params": params(cfg.dedup), "partitions": cfg.dedup.partitions, "index": cfg.dedup.index,
+                      "verify": cfg.dedup.verify_threshold})
+    fs, key_path = _fs(join(work, "_done", "inputs.json"), cfg.storage_options)
+    previous = fs.cat_file(key_path).decode() if fs.exists(key_path) else None
+    if previous != key:
+        _, work_path = _fs(work, cfg.storage_options)
+        if fs.exists(work_path):
+            fs.rm(work_path, recursive=True)
+        write_bytes_atomic(join(work, "_done", "inputs.json"), key.encode(), cfg.storage_options)
     for f in [dedup_signatures.submit(o, k, work, cfg_dict) for k, o in enumerate(outputs)]:
         f.result()
     units = band_tasks(cfg.dedup)

@@ -115,20 +115,21 @@ def _derived_shard(doc_shard: str, out: str, config: dict[str, Any], stage: str,
     """One document shard -> one output shard through ``make_docs(docs, stats, cfg)``, skipped
     when its done-marker says it was made from the same input. With ``retry_if``, a shard whose
     stats count that error is written but not marked done, so the next run tries it again."""
-    from winnow.shardio import ShardWriter, mark_done, read_documents, read_done
+    from winnow.shardio import ShardWriter, input_stamp, mark_done, read_documents, read_done
     from winnow.stats import StageStats
 
     cfg = _cfg(config)
     so = cfg.storage_options
     done = read_done(out, so)
-    if done is not None and done.get("input") == doc_shard:
+    stamp = input_stamp(doc_shard, so)
+    if done is not None and done.get("input") == doc_shard and done.get("input_stamp") == stamp:
         return {"skipped": True, "stats": done["stats"], "rows": done["rows"]}
     stats = StageStats()
     with ShardWriter(out, so, rows_per_group=cfg.rows_per_row_group) as writer:
         writer.write_all(make_docs(read_documents(doc_shard, StageStats(), so), stats, cfg))
     serialised = {stage: stats.to_dict()}
     if not (retry_if and stats.errors.get(retry_if)):
-        mark_done(out, {"input": doc_shard, "rows": writer.rows, "stats": serialised}, so)
+        mark_done(out, {"input": doc_shard, "input_stamp": stamp, "rows": writer.rows, "stats": serialised}, so)
     return {"skipped": False, "stats": serialised, "rows": writer.rows}
 
 

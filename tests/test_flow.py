@@ -162,3 +162,20 @@ def test_rephrase_in_the_flow_against_a_local_server(prefect_server, tmp_path):
     report = [json.loads(x) for x in (out / "rephrased" / "_report" / "part-00000.parquet.jsonl").read_text().splitlines()]
     assert len(report) == len(real) and all(r["status"] == "ok" for r in report)
     assert summary["packed"]["documents"] == len(table) == again["packed"]["documents"]
+
+
+def test_derived_outputs_are_redone_when_a_curated_shard_is_redone(prefect_server, tmp_path):
+    from flows.curate import run_curate
+
+    cfg = _cfg(tmp_path, dedup={"enabled": True})
+    first = run_curate(cfg)
+    out = tmp_path / "out"
+    marker = out / "dedup" / "_done" / "signatures-00003"
+    assert marker.exists()
+    os.remove(out / "documents" / "_done" / "part-00003.parquet.json")  # shard 3 will be redone
+    second = run_curate(cfg)
+    assert second["shards_skipped_as_done"] == first["shards"] - 1
+    deduped = json.loads((out / "deduped" / "_done" / "part-00003.parquet.json").read_text())
+    curated = json.loads((out / "documents" / "_done" / "part-00003.parquet.json").read_text())
+    assert deduped["input_stamp"] == curated["finished_at"]  # the dedup output follows the new shard
+    assert second["dedup"] == first["dedup"]

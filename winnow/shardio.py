@@ -296,3 +296,10 @@ def read_done(shard_path: str, storage_options: dict[str, Any] | None = None) ->
     if not fs.exists(_fs(shard_path, storage_options)[1]):
         return None  # marker without data (someone deleted the shard): redo it
     return info
+
+
+def input_stamp(shard_path: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """When a shard written by winnow was finished (from its done-marker). Outputs derived
+    from it record this, so they are redone when the shard is redone."""
+    done = read_done(shard_path, storage_options)
+    return None if done is None else done.get("finished_at")
