@@ -29,6 +29,11 @@ def _prefect_env() -> None:
     # Route winnow's own log lines (first occurrence of each drop/error reason) into Prefect's logs.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "winnow")
     logging.getLogger("winnow").setLevel(logging.INFO)
+    if not os.environ.get("PREFECT_API_URL"):
+        # The temporary server is stopped at exit while its event recorder may still be flushing
+        # the last task-run events of a server that is thrown away: prefect 3.8 logs that as
+        # errors with tracebacks. They say nothing about the run, so keep them off the terminal.
+        logging.getLogger("prefect.server.services.task_run_recorder").setLevel(logging.CRITICAL)
 
 
 @app.command()
