@@ -170,3 +170,14 @@ def test_capacity_tree_and_best_fit_choice():
     chunks = [c for i, n in enumerate([7, 5, 3]) for c in split_into_chunks(i, n, 10)]
     bins = best_fit_decreasing(chunks, 10)
     assert sorted(sorted(c.length for c in b.chunks) for b in bins) == [[3, 7], [5]]
+
+
+def test_packed_output_loads_with_datasets(tmp_path, monkeypatch):
+    for var, value in (("HF_DATASETS_OFFLINE", "1"), ("HF_HUB_OFFLINE", "1"), ("HF_HOME", str(tmp_path / "hf"))):
+        monkeypatch.setenv(var, value)
+    datasets = pytest.importorskip("datasets")
+    manifest, _ = pack_to_dir(real_docs(80), tmp_path, seq_len=256, sequences_per_shard=20)
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "packed" / "train-*.parquet"), split="train")
+    assert len(ds) == manifest["sequences"]
+    assert ds.features["input_ids"].feature.dtype == "int32"
+    assert sum(len(r) for r in ds["input_ids"]) == manifest["tokens"]
