@@ -19,7 +19,7 @@ from tasks.prefect_tasks import (
 )
 from tasks.shard import check_resources
 from winnow.config import WinnowConfig
-from winnow.shardio import join, list_inputs, shard_name, write_bytes_atomic
+from winnow.shardio import group_inputs, join, list_inputs, shard_name, write_bytes_atomic
 from winnow.stats import funnel_markdown, funnel_rows, merge_runs
 
 DOCUMENTS_DIR = "documents"
@@ -38,10 +38,13 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
     cfg = WinnowConfig.model_validate(config)
     logger = get_run_logger()
     check_resources(cfg)  # a missing or corrupt model fails here, before any shard runs
-    inputs = list_inputs(cfg.input, cfg.storage_options)
+    files = list_inputs(cfg.input, cfg.storage_options)
+    groups = group_inputs(files, cfg.shard_size_mb, cfg.storage_options)
+    # A shard's input is a file, or a list of files when small files are grouped.
+    inputs: list[Any] = [g[0] if len(g) == 1 else g for g in groups]
     out_dir = join(cfg.output, DOCUMENTS_DIR)
     outputs = [join(out_dir, shard_name(i)) for i in range(len(inputs))]
-    logger.info("%d input shard(s) -> %s", len(inputs), out_dir)
+    logger.info("%d input file(s) in %d shard(s) -> %s", len(files), len(inputs), out_dir)
 
     task = curate_shard.with_options(retries=cfg.runner.retries)
     cfg_dict = cfg.model_dump(mode="json")

@@ -17,7 +17,7 @@ def _shard_run_name() -> str:
 
 @task(name="curate-shard", task_run_name=_shard_run_name, retries=1, retry_delay_seconds=5,
       persist_result=False)
-def curate_shard(input_path: str, output_path: str, config: dict[str, Any]) -> dict[str, Any]:
+def curate_shard(input_path: str | list[str], output_path: str, config: dict[str, Any]) -> dict[str, Any]:
     return process_shard(input_path, output_path, config)
 
 

@@ -63,8 +63,9 @@ def run_stages(docs: Iterable[Document], cfg: WinnowConfig, stages: dict[str, St
     return iter(docs)
 
 
-def process_shard(input_path: str, output_path: str, config: WinnowConfig | dict[str, Any]) -> dict[str, Any]:
-    """Process one input file into one output shard; return its stats (``{stage: dict}``).
+def process_shard(input_path: str | list[str], output_path: str, config: WinnowConfig | dict[str, Any]) -> dict[str, Any]:
+    """Process one input file (or a group of them, in order) into one output shard; return its
+    stats (``{stage: dict}``).
 
     A shard whose done-marker exists for the same input is skipped and its recorded stats
     returned, so reruns after a crash only redo unfinished shards.
@@ -77,12 +78,18 @@ def process_shard(input_path: str, output_path: str, config: WinnowConfig | dict
 
     started = time.perf_counter()
     stages: dict[str, StageStats] = {}
-    if input_format(input_path) == "warc":
-        first = stages[INGEST] = StageStats()
-        docs = ingest_warc(input_path, cfg.ingest, first, so)
-    else:
-        first = stages[READ] = StageStats()
-        docs = _count_read(read_documents(input_path, first, so), first)
+    files = [input_path] if isinstance(input_path, str) else list(input_path)
+
+    def source() -> Iterator[Document]:
+        for path in files:
+            if input_format(path) == "warc":
+                yield from ingest_warc(path, cfg.ingest, stages.setdefault(INGEST, StageStats()), so)
+            else:
+                stats = stages.setdefault(READ, StageStats())
+                yield from _count_read(read_documents(path, stats, so), stats)
+
+    # Stage order in the stats: the source stage first.
+    stages[INGEST if input_format(files[0]) == "warc" else READ] = StageStats()
     with ExitStack() as stack:
         on_reject = None
         if cfg.quality.enabled and cfg.quality.write_rejected:
@@ -90,9 +97,9 @@ def process_shard(input_path: str, output_path: str, config: WinnowConfig | dict
                                                        rows_per_group=cfg.rows_per_row_group))
             on_reject = lambda doc, reason: rejected.write(doc)  # noqa: E731
         writer = stack.enter_context(ShardWriter(output_path, so, rows_per_group=cfg.rows_per_row_group))
-        writer.write_all(run_stages(docs, cfg, stages, on_reject))
+        writer.write_all(run_stages(source(), cfg, stages, on_reject))
     rows = writer.rows
-    first.seconds = time.perf_counter() - started
+    next(iter(stages.values())).seconds = time.perf_counter() - started
     serialised = {name: s.to_dict() for name, s in stages.items()}
     mark_done(output_path, {"input": input_path, "rows": rows, "stats": serialised}, so)
     return {"skipped": False, "stats": serialised, "rows": rows}

@@ -179,3 +179,15 @@ def test_derived_outputs_are_redone_when_a_curated_shard_is_redone(prefect_serve
     curated = json.loads((out / "documents" / "_done" / "part-00003.parquet.json").read_text())
     assert deduped["input_stamp"] == curated["finished_at"]  # the dedup output follows the new shard
     assert second["dedup"] == first["dedup"]
+
+
+def test_small_files_grouped_into_shards(prefect_server, tmp_path):
+    from flows.curate import run_curate
+
+    one_each = run_curate(_cfg(tmp_path / "a"))
+    grouped = run_curate(_cfg(tmp_path / "b", shard_size_mb=1.0))
+    assert one_each["shards"] == 12 and 1 < grouped["shards"] < 12
+    assert grouped["rows"] == one_each["rows"]
+    assert grouped["stages"]["ingest"]["docs_in"] == one_each["stages"]["ingest"]["docs_in"]
+    again = run_curate(_cfg(tmp_path / "b", shard_size_mb=1.0))
+    assert again["shards_skipped_as_done"] == grouped["shards"]

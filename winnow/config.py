@@ -222,6 +222,10 @@ class WinnowConfig(_Strict):
     rephrase: RephraseConfig = Field(default_factory=RephraseConfig)
     pack: PackConfig = Field(default_factory=PackConfig)
     rows_per_row_group: int = Field(2000, ge=1, description="Parquet row-group size of output shards.")
+    shard_size_mb: float = Field(
+        0, ge=0, description="0: one shard per input file. Otherwise consecutive input files are grouped "
+                             "into shards of about this many MB, so that many small files do not each pay a "
+                             "task's scheduling cost (Common Crawl's 1 GB WARCs need no grouping).")
 
     @field_validator("input", mode="before")
     @classmethod

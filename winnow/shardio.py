@@ -83,6 +83,24 @@ def list_inputs(patterns: Iterable[str], storage_options: dict[str, Any] | None 
     return sorted(found)
 
 
+def group_inputs(paths: list[str], target_mb: float, storage_options: dict[str, Any] | None = None
+                 ) -> list[list[str]]:
+    """Consecutive files grouped until a group holds ``target_mb`` MB (0: one file per group)."""
+    if target_mb <= 0:
+        return [[p] for p in paths]
+    groups: list[list[str]] = []
+    size = 0.0
+    for p in paths:
+        fs, path = url_to_fs(p, **(storage_options or {}))
+        n = fs.size(path) / 1e6
+        if not groups or size + n > target_mb:
+            groups.append([])
+            size = 0.0
+        groups[-1].append(p)
+        size += n
+    return groups
+
+
 def _supported(path: str) -> bool:
     try:
         input_format(path)
