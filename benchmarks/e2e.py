@@ -149,14 +149,19 @@ if __name__ == "__main__":
     LocalPipelineExecutor([WarcReader(src, glob_pattern="*.warc*"), Trafilatura(favour_precision=True), lang,
                            GopherRepetitionFilter(), GopherQualityFilter(),
                            C4QualityFilter(filter_no_terminal_punct=False), FineWebQualityFilter(),
-                           JsonlWriter(out + "/filtered"), MinhashDedupSignature(out + "/sigs", config=cfg)],
+                           JsonlWriter(out + "/filtered")],
                           tasks=n, workers=workers, logging_dir=out + "/l1").run()
+    # Signatures and the final filter read the same files with the same task count, so the
+    # document indices datatrove's dedup uses line up (tasks that wrote nothing leave no file).
+    m = len(glob.glob(out + "/filtered/*"))
+    LocalPipelineExecutor([JsonlReader(out + "/filtered"), MinhashDedupSignature(out + "/sigs", config=cfg)],
+                          tasks=m, workers=workers, logging_dir=out + "/l1b").run()
     LocalPipelineExecutor([MinhashDedupBuckets(out + "/sigs", out + "/buckets", config=cfg)],
                           tasks=cfg.num_buckets, workers=workers, logging_dir=out + "/l2").run()
     LocalPipelineExecutor([MinhashDedupCluster(out + "/buckets", out + "/remove", config=cfg)],
                           tasks=1, workers=1, logging_dir=out + "/l3").run()
     LocalPipelineExecutor([JsonlReader(out + "/filtered"), MinhashDedupFilter(out + "/remove"),
-                           ParquetWriter(out + "/output")], tasks=n, workers=workers, logging_dir=out + "/l4").run()
+                           ParquetWriter(out + "/output")], tasks=m, workers=workers, logging_dir=out + "/l4").run()
 """
 
 
