@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import random
 import re
-import resource
 import subprocess
 import sys
 import tempfile

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from winnow.config import DedupConfig
 from winnow.document import Document
 from winnow.minhash import WordHasher, band_keys, permutations, text_signatures
-from winnow.shardio import ShardWriter, _fs, join, mark_done, read_done, write_bytes_atomic
+from winnow.shardio import _fs, join, write_bytes_atomic
 from winnow.stats import StageStats
 
 STAGE = "dedup"

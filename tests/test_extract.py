@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from conftest import DEMO_WARCS
 from winnow import boilerplate
-from winnow.config import IngestConfig
 from winnow.extract import decode_html, get_extractor
 from winnow.shardio import open_binary
 from winnow.stats import StageStats

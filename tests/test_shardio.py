@@ -12,7 +12,7 @@ import pytest
 from conftest import DEMO_WARCS
 from tasks.ingest import ingest_warc
 from winnow.config import IngestConfig
-from winnow.document import SCHEMA, Document
+from winnow.document import SCHEMA
 from winnow.shardio import (
     InputError, ShardWriter, list_inputs, mark_done, read_documents, read_done, shard_name,
 )
