@@ -262,7 +262,7 @@ with tempfile.TemporaryDirectory() as work:
         _write_table(pa.table({{"doc": docs, "root": roots}}, schema=COMPONENT_SCHEMA), path, None)
         paths.append(path)
     t0 = time.perf_counter()
-    final = merge_components(paths, work)[0]
+    final = merge_components(paths, work)
     t_merge = time.perf_counter() - t0
     t0 = time.perf_counter()
     summary = split_clusters(final, 10, work)

@@ -88,7 +88,8 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
     manifest = None
     if cfg.pack.enabled and not failures:
         # Packing sees every curated document: it waits for all shards.
-        input_key = json.dumps([(o, r["rows"]) for o, r in zip(final_outputs, results)] + [dedup_summary, rephrase_rows])
+        input_key = json.dumps([(o, r["rows"]) for o, r in zip(final_outputs, results)]
+                               + [dedup_summary, rephrase_rows])
         manifest = pack_documents(final_outputs, join(cfg.output, PACKED_DIR), cfg_dict, input_key)
         stats.update(merge_runs([{PACK: manifest["stats"]}]))
         logger.info("packed %s tokens into %s sequences (padding %.3f%%) -> %s", f"{manifest['tokens']:,}",
@@ -134,7 +135,7 @@ def curate(config: dict[str, Any]) -> dict[str, Any]:
 def dedup_phase(outputs: list[str], cfg: WinnowConfig, cfg_dict: dict[str, Any]):
     """Signatures (map over shards) -> components (map over bands) -> pairwise merges (map per
     round) -> clusters split by shard -> filter (map over shards)."""
-    from tasks.dedup import band_tasks, component_path, params
+    from tasks.dedup import band_tasks, component_path, merge_components, params
     from winnow.shardio import _fs, input_stamp
 
     work = join(cfg.output, DEDUP_WORK)
@@ -156,14 +157,13 @@ def dedup_phase(outputs: list[str], cfg: WinnowConfig, cfg_dict: dict[str, Any])
     units = band_tasks(cfg.dedup)
     for f in [dedup_band.submit(b, p, n, work, cfg_dict) for b, p in units]:
         f.result()
-    level = [component_path(work, b, p) for b, p in units]
-    round_no = 0
-    while len(level) > 1:
-        pairs = [level[k : k + 2] for k in range(0, len(level), 2)]
-        outs = [join(work, "merged", f"round={round_no:02d}", f"part-{k:03d}.parquet") for k in range(len(pairs))]
-        level = [f.result() for f in [dedup_merge_pair.submit(p, o, cfg_dict) for p, o in zip(pairs, outs)]]
-        round_no += 1
-    summary = dedup_clusters(level[0], n, work, cfg_dict)
+
+    def merge_round(pairs: list[list[str]], outs: list[str]) -> None:
+        for f in [dedup_merge_pair.submit(p, o, cfg_dict) for p, o in zip(pairs, outs)]:
+            f.result()
+
+    final = merge_components([component_path(work, b, p) for b, p in units], work, cfg.storage_options, merge_round)
+    summary = dedup_clusters(final, n, work, cfg_dict)
     deduped = [join(cfg.output, DEDUPED_DIR, shard_name(k)) for k in range(n)]
     results = [f.result() for f in [dedup_filter.submit(o, k, work, d, cfg_dict)
                                     for k, (o, d) in enumerate(zip(outputs, deduped))]]

@@ -271,23 +271,26 @@ def _connected(docs: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def merge_components(paths: list[str], work: str, so: dict[str, Any] | None = None,
-                     merge: Callable[[list[str], str], None] | None = None) -> list[str]:
-    """Stage 3: pairwise merge partial components until one is left; returns the round files.
+                     merge_round: Callable[[list[list[str]], list[str]], None] | None = None) -> str:
+    """Stage 3: pairwise merge partial components, round by round, until one is left; returns
+    the final file.
 
     Each merge holds only the documents that have a duplicate in one of its two inputs.
-    ``merge`` runs one pairwise merge (a mapped task in the flow); default: in this process.
+    ``merge_round(pairs, outs)`` runs the merges of one round (in the flow: mapped tasks, all
+    of a round in parallel); default: one after the other in this process.
     """
-    merge = merge or (lambda pair, out: merge_pair(pair, out, so))
+    def in_process(pairs: list[list[str]], outs: list[str]) -> None:
+        for pair, out in zip(pairs, outs):
+            merge_pair(pair, out, so)
+
+    merge_round = merge_round or in_process
     level, round_no = list(paths), 0
     while len(level) > 1:
-        nxt = []
-        for k in range(0, len(level), 2):
-            pair = level[k : k + 2]
-            out = join(work, "merged", f"round={round_no:02d}", f"part-{k // 2:03d}.parquet")
-            merge(pair, out)
-            nxt.append(out)
-        level, round_no = nxt, round_no + 1
-    return level
+        pairs = [level[k : k + 2] for k in range(0, len(level), 2)]
+        outs = [join(work, "merged", f"round={round_no:02d}", f"part-{k:03d}.parquet") for k in range(len(pairs))]
+        merge_round(pairs, outs)
+        level, round_no = outs, round_no + 1
+    return level[0]
 
 
 def merge_pair(pair: list[str], out: str, so: dict[str, Any] | None = None) -> None:
@@ -363,7 +366,7 @@ def dedup_in_process(shards: list[list[Document]], work: str, cfg: DedupConfig,
     for band, part in band_tasks(cfg):
         band_components(band, part, len(shards), work, cfg, so)
         paths.append(component_path(work, band, part))
-    final = merge_components(paths, work, so)[0]
+    final = merge_components(paths, work, so)
     summary = split_clusters(final, len(shards), work, so)
     stats = StageStats()
     kept = [list(filter_shard(docs, k, work, cfg, stats, so)) for k, docs in enumerate(shards)]
