@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install demo test test-fast bench-extract bench-ingest bench-lid bench-quality bench-dedup bench-rephrase bench-pack clean
+.PHONY: install system-deps demo test test-fast bench-e2e bench-scaling bench-extract bench-ingest bench-lid bench-quality bench-dedup bench-rephrase bench-pack clean
 
 $(BIN)/winnow: pyproject.toml
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
@@ -28,12 +28,35 @@ $(VENV)/.bench: $(BIN)/winnow
 demo: install
 	$(BIN)/winnow run examples/demo.yaml
 
+## System packages some integration tests use: PostgreSQL (the Prefect server on PostgreSQL)
+## and Chromium (the run report rendered in a browser). Installed with apt when missing and
+## possible (root); otherwise those tests are skipped with a note.
+system-deps:
+	@missing=""; \
+	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing; the tests that need them will be skipped"; \
+	  else echo "note:$$missing not installed (needs root + apt); the tests that need them will be skipped"; fi; \
+	fi
+
 ## Run the test suite.
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+## End to end vs datatrove on >= 200 MB of replicated WARCs, with a profile (needs ../shared).
+bench-e2e: $(VENV)/.bench
+	$(BIN)/python benchmarks/e2e.py --profile
+
+## 1 vs 2 worker speedup of the full pipeline; per-task Prefect overhead on 1,000 small shards.
+bench-scaling: $(VENV)/.bench
+	$(BIN)/python benchmarks/scaling.py
 
 ## Extraction quality (4-shingle F1 vs ground truth) and speed, both extractors (needs ../shared).
 bench-extract: $(VENV)/.bench

@@ -53,6 +53,11 @@ def build_input(dest: Path, target_mb: float) -> tuple[list[Path], int]:
     from winnow.stats import StageStats
     from winnow.warc import iter_http_responses
 
+    stamp = dest / "_built.json"
+    if stamp.exists():  # --keep: reuse the input built by an earlier run
+        built = json.loads(stamp.read_text())
+        if built["target_mb"] == target_mb:
+            return [Path(f) for f in built["files"]], built["n_html"]
     src = sorted(p for p in (shared_data() / "warc").glob("*.warc*")
                  if not p.name.endswith((".wet.gz", ".wat.gz")) and p.name != CRASHER)
     dest.mkdir(parents=True, exist_ok=True)
@@ -85,6 +90,7 @@ def build_input(dest: Path, target_mb: float) -> tuple[list[Path], int]:
             files.append(target)
             total += target.stat().st_size
         copy += 1
+    stamp.write_text(json.dumps({"target_mb": target_mb, "files": [str(f) for f in files], "n_html": n_html}))
     return files, n_html
 
 
@@ -168,6 +174,7 @@ if __name__ == "__main__":
 def run_datatrove(src: Path, out: Path, workers: int) -> dict:
     from filters.lid import DEFAULT_MODEL
 
+    shutil.rmtree(out, ignore_errors=True)
     script = out.parent / "datatrove_run.py"
     out.mkdir(parents=True, exist_ok=True)
     script.write_text(DATATROVE.format(model=str(DEFAULT_MODEL), src=str(src), out=str(out), workers=workers))
@@ -184,12 +191,14 @@ def run_datatrove(src: Path, out: Path, workers: int) -> dict:
 
 
 def run_winnow(src: Path, out: Path, workers: int, api_url: str, extractor: str = "resiliparse") -> dict:
+    shutil.rmtree(out, ignore_errors=True)  # a kept work folder must not resume an earlier run
     cfg = out.parent / f"winnow-{extractor}.yaml"
     cfg.write_text(json.dumps({
         "input": [str(src)], "output": str(out),
         "runner": {"kind": "processes", "workers": workers, "retries": 0},
-        # The replicated input is 456 small files: group them so tasks are not mostly scheduling.
-        "shard_size_mb": 16,
+        # The replicated input is 456 small files: group them so tasks are not mostly scheduling,
+        # in shards small enough (~26) that the last ones do not leave a worker idle for long.
+        "shard_size_mb": 8,
         "ingest": {"extractor": extractor},
         "lid": {"keep": ["en"], "threshold": 0.65},
         "quality": {"mode": "filter"},
@@ -263,6 +272,7 @@ def main() -> None:
     ap.add_argument("--same-extractor", action="store_true", help="also run winnow with trafilatura")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--keep", help="keep the work folder here")
+    ap.add_argument("--winnow-only", action="store_true", help="skip datatrove (while tuning winnow)")
     args = ap.parse_args()
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="winnow-e2e-"))
     src = tmp / "warc"
@@ -278,8 +288,9 @@ def main() -> None:
             results["winnow (trafilatura)"] = run_winnow(src, tmp / "out-winnow-traf", args.workers, url, "trafilatura")
     finally:
         server.terminate()
-    results["datatrove"] = run_datatrove(src, tmp / "out-datatrove", args.workers)
-    base = results["datatrove"]
+    if not args.winnow_only:
+        results["datatrove"] = run_datatrove(src, tmp / "out-datatrove", args.workers)
+    base = results.get("datatrove", results["winnow"])
     rows = []
     for name, r in results.items():
         rows.append({"pipeline": name, "exit": r["rc"], "docs out": f"{r['docs']:,}", "wall s": f"{r['wall']:.0f}",

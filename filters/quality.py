@@ -1,7 +1,8 @@
 """Heuristic quality rule sets, reusing datatrove's Gopher, C4 and FineWeb implementations.
 
 The rules are datatrove's own classes; winnow only hands them a cached spaCy tokenizer
-(:mod:`filters.words`) so one document is tokenized once for all rule sets.
+(:mod:`filters.words`) so one document is tokenized once for all rule sets, and computes the
+Gopher repetition statistics on hashes (:mod:`filters.gopher_fast`, identical decisions).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 
 
 def _classes() -> dict[str, type]:
-    from datatrove.pipeline.filters import (
-        C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter,
-    )
+    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
+
+    from filters.gopher_fast import FastGopherRepetitionFilter
 
     return {
-        "gopher_repetition": GopherRepetitionFilter,
+        # datatrove's rules, with its repetition statistics computed on hashes (same decisions).
+        "gopher_repetition": FastGopherRepetitionFilter,
         "gopher_quality": GopherQualityFilter,
         "c4": C4QualityFilter,
         "fineweb": FineWebQualityFilter,

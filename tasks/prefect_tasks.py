@@ -21,6 +21,15 @@ def curate_shard(input_path: str | list[str], output_path: str, config: dict[str
     return process_shard(input_path, output_path, config)
 
 
+@task(name="check-resources", retries=0, persist_result=False)
+def check_resources_task(config: dict[str, Any]) -> None:
+    """Load the models the enabled stages need, in a worker: with process or Dask workers the
+    flow's own process then never loads spaCy, fastText or a tokenizer (hundreds of MB)."""
+    from tasks.shard import check_resources
+
+    check_resources(_cfg(config))
+
+
 @task(name="pack", retries=0, persist_result=False)
 def pack_documents(doc_shards: list[str], out_dir: str, config: dict[str, Any], input_key: str) -> dict[str, Any]:
     from tasks.pack import run_pack
@@ -48,8 +57,21 @@ def _marker(work: str, name: str) -> str:
     return join(work, "_done", name)
 
 
-@task(name="dedup-signatures", task_run_name="signatures {shard}", retries=1, persist_result=False)
-def dedup_signatures(doc_shard: str, shard: int, work: str, config: dict[str, Any]) -> dict[str, Any]:
+# Signatures and filtering cost milliseconds per shard: they run as tasks over batches of shards
+# (each shard keeps its own output and done-marker), so a process pool does not spend most of its
+# time scheduling hundreds of tiny tasks.
+
+def _batch_run_name() -> str:
+    shards = task_run.parameters.get("shards") or [0]
+    return f"{task_run.task_name.removeprefix('dedup-')} {shards[0]}-{shards[-1]}"
+
+
+@task(name="dedup-signatures", task_run_name=_batch_run_name, retries=1, persist_result=False)
+def dedup_signatures(doc_shards: list[str], shards: list[int], work: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [signatures_one(d, k, work, config) for d, k in zip(doc_shards, shards)]
+
+
+def signatures_one(doc_shard: str, shard: int, work: str, config: dict[str, Any]) -> dict[str, Any]:
     from tasks.dedup import signatures_shard
     from winnow.shardio import _fs, read_documents, write_bytes_atomic
     from winnow.stats import StageStats
@@ -133,8 +155,13 @@ def _derived_shard(doc_shard: str, out: str, config: dict[str, Any], stage: str,
     return {"skipped": False, "stats": serialised, "rows": writer.rows}
 
 
-@task(name="dedup-filter", task_run_name="filter {shard}", retries=1, persist_result=False)
-def dedup_filter(doc_shard: str, shard: int, work: str, out: str, config: dict[str, Any]) -> dict[str, Any]:
+@task(name="dedup-filter", task_run_name=_batch_run_name, retries=1, persist_result=False)
+def dedup_filter(doc_shards: list[str], shards: list[int], work: str, outs: list[str],
+                 config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [filter_one(d, k, work, o, config) for d, k, o in zip(doc_shards, shards, outs)]
+
+
+def filter_one(doc_shard: str, shard: int, work: str, out: str, config: dict[str, Any]) -> dict[str, Any]:
     from tasks.dedup import STAGE, filter_shard
 
     return _derived_shard(doc_shard, out, config, STAGE,
@@ -163,3 +190,24 @@ def rephrase_shard(doc_shard: str, shard: int, out: str, checkpoint: str, config
     # Chunks whose requests failed (server down, out of retries) are retried by the next run;
     # the journal keeps it from asking again for the ones that succeeded.
     return _derived_shard(doc_shard, out, config, STAGE, make_docs, retry_if="rephrase_request_failed")
+
+
+@task(name="dedup-clusters-all", retries=1, persist_result=False)
+def dedup_all(doc_shards: list[str], work: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Signatures to clusters in one task: the same steps, files and done-markers as the staged
+    dedup, one after the other (the filter, which rewrites every shard, stays mapped)."""
+    from tasks.dedup import band_tasks, component_path, merge_components
+
+    cfg = _cfg(config)
+    n, shards = len(doc_shards), list(range(len(doc_shards)))
+    dedup_signatures.fn(doc_shards, shards, work, config)
+    units = band_tasks(cfg.dedup)
+    for band, part in units:
+        dedup_band.fn(band, part, n, work, config)
+
+    def merge_round(pairs: list[list[str]], merged: list[str]) -> None:
+        for pair, out in zip(pairs, merged):
+            dedup_merge_pair.fn(pair, out, config)
+
+    final = merge_components([component_path(work, b, p) for b, p in units], work, cfg.storage_options, merge_round)
+    return dedup_clusters.fn(final, n, work, config)

@@ -29,7 +29,7 @@ def _cfg(tmp_path, **extra):
 
     return WinnowConfig.model_validate({
         "input": [str(DEMO_WARCS)], "output": str(tmp_path / "out"),
-        "runner": {"kind": "threads", "workers": 2, "retries": 0}, **extra,
+        "runner": {"kind": "threads", "workers": 2, "retries": 0}, "shard_size_mb": 0, **extra,
     })
 
 
@@ -111,7 +111,10 @@ def test_demo_command_from_readme(tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "documents in" in proc.stderr and str(tmp_path / "demo") in proc.stderr
-    assert len(list((tmp_path / "demo" / "documents").glob("part-*.parquet"))) == 12
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    # The 12 small demo files are grouped into ~1 MB shards (shard_size_mb's default).
+    assert len(list((tmp_path / "demo" / "documents").glob("part-*.parquet"))) == summary["shards"] > 1
+    assert (tmp_path / "demo" / "report.html").is_file()
 
 
 def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_server, tmp_path):
@@ -119,7 +122,9 @@ def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_server, tmp_
 
     from flows.curate import run_curate
 
-    cfg = _cfg(tmp_path, dedup={"enabled": True, "partitions": 2}, pack={"enabled": True, "seq_len": 512})
+    # single_task_below 0: the staged dedup, one task per shard batch, band and merge.
+    cfg = _cfg(tmp_path, dedup={"enabled": True, "partitions": 2, "single_task_below": 0},
+               pack={"enabled": True, "seq_len": 512})
     first = run_curate(cfg)
     out = tmp_path / "out"
     assert first["dedup"]["removed"] >= 1 and first["packed"]["sequences"] > 0
@@ -140,6 +145,12 @@ def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_server, tmp_
     assert sig_file.stat().st_mtime_ns == sig_mtime  # finished stages are not redone
     assert again["dedup"] == first["dedup"]
     assert {p.name: pq.read_table(p).to_pylist() for p in (out / "packed").glob("train-*.parquet")} == packed
+    # A small corpus runs the same steps in one task (the default): same clusters, same sequences.
+    single = run_curate(_cfg(tmp_path / "single", dedup={"enabled": True, "partitions": 2},
+                             pack={"enabled": True, "seq_len": 512}))
+    assert single["dedup"] == first["dedup"]
+    assert {p.name: pq.read_table(p).to_pylist()
+            for p in (tmp_path / "single" / "out" / "packed").glob("train-*.parquet")} == packed
 
 
 def test_rephrase_in_the_flow_against_a_local_server(prefect_server, tmp_path):

@@ -109,6 +109,44 @@ def test_cached_tokenizer_equals_spacy():
         assert len(fast.span_tokenize(text)) == len(spacy_tok.span_tokenize(text))
 
 
+def _repeat_heavy(text: str, rng: random.Random) -> str:
+    words = text.split()
+    k = rng.randrange(max(1, len(words) - 10))
+    phrase = words[k:k + rng.randrange(1, 11)]
+    return " ".join(words[:k] + phrase * rng.randrange(2, 30) + words[k:])
+
+
+def test_fast_gopher_repetition_decides_exactly_as_datatrove():
+    from datatrove.data import Document as DTDocument
+    from datatrove.pipeline.filters import GopherRepetitionFilter
+    from hypothesis import given, settings, strategies as st
+
+    from filters.gopher_fast import FastGopherRepetitionFilter
+
+    tok = CachedSpacyTokenizer("en")
+    ref, fast = GopherRepetitionFilter(language=tok), FastGopherRepetitionFilter(language=tok)
+    rng = random.Random(0)
+    real = prose_windows("chesterton-thursday.txt.gz")[:60] + [d.text for d in warc_docs("ukwa-IAH-urls-wget.warc.gz")]
+    texts = real + [_repeat_heavy(t, rng) for t in real]
+    # Word splits whose "".join collide ("ab"+"c" == "a"+"bc"): the original compares strings.
+    texts += ["ab c a bc " * n + real[0][:300] for n in (1, 3, 8, 40)]
+    verdicts = []
+    for t in texts:
+        d = DTDocument(text=t, id="")
+        verdicts.append(ref.filter(d))
+        assert fast.filter(d) == verdicts[-1], t[:200]
+    assert len({str(v) for v in verdicts}) >= 4  # the texts reach several different rules
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.sampled_from(["a", "b", "ab", "c", "bc", "the", "cat", ".", "\n", "\n\n", "x y"]),
+                    min_size=1, max_size=80))
+    def same(parts):
+        d = DTDocument(text=" ".join(parts), id="")
+        assert fast.filter(d) == ref.filter(d)
+
+    same()
+
+
 def test_quality_filter_and_annotate_modes():
     prose = [Document(id=f"p{i}", text=t) for i, t in enumerate(prose_windows("austen-persuasion.txt.gz")[:30])]
     words = " ".join(prose[0].text.split()).split()

@@ -25,6 +25,7 @@ err = Console(stderr=True, soft_wrap=True)  # error messages carry paths: never 
 def _prefect_env() -> None:
     # No telemetry from an offline data tool, and a quiet ephemeral server unless asked otherwise.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # prefect's client-side telemetry
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # Route winnow's own log lines (first occurrence of each drop/error reason) into Prefect's logs.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "winnow")
@@ -42,8 +43,13 @@ def run(
     input: Annotated[Optional[list[str]], typer.Option(
         "--input", "-i", help="Input file/dir/glob (local or s3://); repeat for several. Replaces the config's.")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output directory; replaces the config's.")] = None,
-    runner: Annotated[Optional[str], typer.Option(help="threads or processes.")] = None,
+    runner: Annotated[Optional[str], typer.Option(help="threads, processes or dask.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Shards processed at the same time.")] = None,
+    dask_address: Annotated[Optional[str], typer.Option(
+        help="Scheduler of an existing Dask cluster (tcp://HOST:8786); implies --runner dask.")] = None,
+    stages: Annotated[Optional[str], typer.Option(
+        help="Run only these stages, comma-separated: ingest,lid,quality,dedup,rephrase,pack "
+             "(e.g. --stages dedup on Parquet input).")] = None,
 ) -> None:
     """Run the curation flow described by CONFIG.
 
@@ -55,9 +61,14 @@ def run(
     from winnow.config import ConfigError, load_config
     from winnow.shardio import InputError, list_inputs
 
-    overrides = {"input": input, "output": output, "runner.kind": runner, "runner.workers": workers}
+    if dask_address:
+        runner = "dask"
+    overrides = {"input": input, "output": output, "runner.kind": runner, "runner.workers": workers,
+                 "runner.dask_address": dask_address}
     try:
         cfg = load_config(config, overrides)
+        if stages:
+            cfg = cfg.only_stages([s.strip() for s in stages.split(",") if s.strip()])
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -68,13 +79,16 @@ def run(
     except InputError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    from tasks.shard import check_resources
+    if cfg.runner.kind == "threads":
+        # Fail in a second, before a server starts. With worker processes the flow checks in a
+        # worker instead, so that this process never loads the models.
+        from tasks.shard import check_resources
 
-    try:
-        check_resources(cfg)
-    except ValueError as exc:  # ModelError, TokenizerError, bad rule parameters
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        try:
+            check_resources(cfg)
+        except ValueError as exc:  # ModelError, TokenizerError, bad rule parameters
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(2) from None
     err.print(f"winnow: {n_inputs} input file(s) -> {cfg.output}", highlight=False)
     _prefect_env()
     from flows.curate import ShardFailures, run_curate
@@ -84,6 +98,13 @@ def run(
     except ShardFailures as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    except ValueError as exc:  # a model or parameter the workers' check refused
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:  # full disk, unreachable storage: finished shards stay, a rerun resumes
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}\nFinished shards are kept; rerun the same "
+                  "command to resume.", highlight=False)
+        raise typer.Exit(1) from None
     err.print(f"\n[green]done.[/green] {summary['rows']:,} documents in [bold]{summary['output']}[/bold]")
     if summary.get("dedup"):
         d = summary["dedup"]
@@ -92,7 +113,94 @@ def run(
     if summary.get("packed"):
         err.print(f"training sequences: [bold]{summary['packed']['output']}[/bold] "
                   f"({len(summary['packed']['shards'])} shard(s), manifest.json, README.md)")
-    err.print(f"run summary: {os.path.join(cfg.output, 'summary.md')}")
+    err.print(f"run summary: {os.path.join(cfg.output, 'summary.md')}, report: "
+              f"{os.path.join(cfg.output, 'report.html')}")
+
+
+@app.command()
+def deploy(
+    prefect_file: Annotated[Optional[Path], typer.Option(
+        help="Deployment definitions (default: deploy/prefect.yaml of this checkout).")] = None,
+    name: Annotated[Optional[list[str]], typer.Option(
+        "--name", "-n", help="Only these deployments (e.g. curate); repeatable. Default: all.")] = None,
+    pool: Annotated[str, typer.Option(help="Process work pool the deployments use; created when missing. "
+                                           "Must match work_pool.name in the prefect file.")] = "winnow",
+) -> None:
+    """Register winnow's Prefect deployments (full curation, single stages, a cron example).
+
+    Needs PREFECT_API_URL pointing at a running Prefect server. Runs happen where a worker of the
+    pool runs: start one with `prefect worker start --pool winnow` on a machine with this
+    checkout; runs use this checkout's directory as their working directory.
+    """
+    import shutil
+    import subprocess
+
+    _prefect_env()
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        err.print("[red]error:[/red] PREFECT_API_URL is not set. Deployments live on a Prefect server: start one "
+                  "(`prefect server start`, or deploy/docker-compose.yml) and "
+                  "`export PREFECT_API_URL=http://127.0.0.1:4200/api`.", highlight=False)
+        raise typer.Exit(2)
+    root = Path(__file__).resolve().parents[1]
+    prefect_file = (prefect_file or root / "deploy" / "prefect.yaml").resolve()
+    if not prefect_file.is_file():
+        err.print(f"[red]error:[/red] prefect file not found: {prefect_file}", highlight=False)
+        raise typer.Exit(2)
+    try:
+        _ensure_work_pool(pool)
+    except Exception as exc:  # noqa: BLE001 - unreachable server, auth: say so, no traceback
+        err.print(f"[red]error:[/red] cannot reach the Prefect server at {PREFECT_API_URL.value()}: {exc}",
+                  highlight=False)
+        raise typer.Exit(1) from None
+    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or shutil.which("prefect") or "prefect"
+    cmd = [prefect, "--no-prompt", "deploy", "--prefect-file", str(prefect_file)]
+    cmd += [a for n in name for a in ("--name", n)] if name else ["--all"]
+    # Entrypoints and the runs' working directory are relative to the repository root.
+    code = subprocess.run(cmd, cwd=root).returncode
+    if code:
+        raise typer.Exit(code)
+    err.print(f"[green]deployed.[/green] Start a worker: [bold]prefect worker start --pool {pool}[/bold]; "
+              "trigger a run: [bold]prefect deployment run winnow-run/curate[/bold]", highlight=False)
+
+
+def _ensure_work_pool(pool: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(pool)
+        except ObjectNotFound:
+            from prefect.workers.process import ProcessWorker
+
+            client.create_work_pool(WorkPoolCreate(
+                name=pool, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
+            err.print(f"created process work pool {pool!r}", highlight=False)
+
+
+@app.command()
+def report(
+    output: Annotated[str, typer.Argument(help="Output folder of a winnow run (local or s3://).")],
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a browser.")] = False,
+) -> None:
+    """Write OUTPUT/report.html: a self-contained page (inline SVG plots, no network) with the
+    funnel per stage and rule, languages, document lengths before/after filtering, duplicate
+    cluster sizes, packing efficiency and rephrasing outcomes. `winnow run` writes it too."""
+    from winnow.report import ReportError, write_report
+
+    try:
+        path = write_report(output)
+    except ReportError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    err.print(f"report written to [bold]{path}[/bold]", highlight=False)
+    if open_browser and "://" not in path:
+        import webbrowser
+
+        webbrowser.open(Path(path).resolve().as_uri())
 
 
 @app.command("train-quality")

@@ -123,6 +123,10 @@ class DedupConfig(_Strict):
         1, ge=1, le=4096,
         description="Key ranges per band. A band task holds 16 bytes per document of the whole corpus "
                     "divided by this: raise it for corpora past a worker's memory (1B docs, 64 -> 250 MB).")
+    single_task_below: int = Field(
+        200_000, ge=0, description="Corpora with fewer documents run signatures to clusters in one task (seconds of "
+                                   "work, which the staged map over shards and bands would spend on scheduling); "
+                                   "0: always staged.")
     index: list[str] = Field(
         default_factory=list,
         description="Dedup work folders of earlier runs (OUTPUT/dedup): documents near-duplicate to one "
@@ -200,12 +204,27 @@ class PackConfig(_Strict):
 
 
 class RunnerConfig(_Strict):
-    kind: Literal["threads", "processes"] = Field(
-        "threads", description="threads: one process, no extra servers; processes: one process per worker "
-                               "(set PREFECT_API_URL to a running Prefect server for this).")
+    kind: Literal["threads", "processes", "dask"] = Field(
+        "threads", description="threads: one process, no extra servers; processes: one process per worker; "
+                               "dask: a Dask cluster (prefect-dask), local or at `dask_address`. With processes "
+                               "or dask and no PREFECT_API_URL, winnow starts one temporary Prefect server "
+                               "that every worker shares.")
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024,
-                         description="Shards processed at the same time.")
+                         description="Shards processed at the same time (dask: worker processes of the local cluster).")
     retries: int = Field(1, ge=0, le=10, description="Retries of a failed shard (e.g. a network error on S3).")
+    dask_address: str | None = Field(
+        None, description="dask: scheduler address of an existing cluster (e.g. tcp://10.0.0.5:8786); "
+                          "null: start a LocalCluster of `workers` processes for the run. Workers of a remote "
+                          "cluster need winnow installed and PREFECT_API_URL set to the same Prefect server.")
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> RunnerConfig:
+        if self.dask_address and self.kind != "dask":
+            raise ValueError(f"dask_address is set but kind is {self.kind!r}; set runner.kind: dask")
+        return self
+
+
+STAGE_SWITCHES = ("lid", "quality", "dedup", "rephrase", "pack")
 
 
 class WinnowConfig(_Strict):
@@ -223,9 +242,23 @@ class WinnowConfig(_Strict):
     pack: PackConfig = Field(default_factory=PackConfig)
     rows_per_row_group: int = Field(2000, ge=1, description="Parquet row-group size of output shards.")
     shard_size_mb: float = Field(
-        0, ge=0, description="0: one shard per input file. Otherwise consecutive input files are grouped "
-                             "into shards of about this many MB, so that many small files do not each pay a "
-                             "task's scheduling cost (Common Crawl's 1 GB WARCs need no grouping).")
+        1.0, ge=0, description="Consecutive input files smaller than this are grouped into shards of about "
+                               "this many MB, so that many small files do not each pay a task's scheduling "
+                               "cost (about 12 ms: 1.5% of a 1 MB shard's work); larger files are one shard "
+                               "each (Common Crawl's 1 GB WARCs). 0: one shard per input file.")
+
+    def only_stages(self, stages: list[str]) -> WinnowConfig:
+        """A copy that runs exactly these stages (ingest/read always runs: it produces documents)."""
+        unknown = sorted(set(stages) - {"ingest", "read", *STAGE_SWITCHES})
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {unknown}; stages are: ingest, {', '.join(STAGE_SWITCHES)}")
+        data = self.model_dump()
+        for name in STAGE_SWITCHES:
+            data[name]["enabled"] = name in stages
+        try:
+            return WinnowConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_errors(exc, f"stages {stages}")) from None
 
     @field_validator("input", mode="before")
     @classmethod
@@ -253,32 +286,51 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def _resolve(path: str, base: Path) -> str:
+def _resolve(path: str, base: Path | str) -> str:
     if "://" in path or os.path.isabs(path):
         return path
+    if isinstance(base, str):  # the config itself lives at a URL: relative paths are beside it
+        return base.rstrip("/") + "/" + path
     return str((base / path).resolve()) if not any(c in path for c in "*?[") else str(base / path)
 
 
-def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> WinnowConfig:
-    """Load YAML (paths in it are relative to the file), apply overrides (relative to CWD)."""
-    data: dict[str, Any] = {}
-    source = "command-line options"
-    base = Path.cwd()
-    if path is not None:
+def _read_config_text(path: str, storage_options: dict[str, Any] | None) -> str:
+    if "://" not in path:
         p = Path(path)
-        source = str(p)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
+        return p.read_text(encoding="utf-8")
+    import fsspec
+
+    try:
+        with fsspec.open(path, "rb", **(storage_options or {})) as f:
+            return f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None,
+                storage_options: dict[str, Any] | None = None) -> WinnowConfig:
+    """Load YAML (local or a URL such as s3://; paths in it are relative to the file), apply
+    overrides (relative to CWD). `storage_options` are only for reading a remote config file."""
+    data: dict[str, Any] = {}
+    source = "command-line options"
+    base: Path | str = Path.cwd()
+    if path is not None:
+        source = str(path)
+        text = _read_config_text(str(path), storage_options)
         try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p} is not valid YAML: {exc}") from None
+            raise ConfigError(f"{source} is not valid YAML: {exc}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: expected a mapping of settings at the top level, got {type(loaded).__name__}")
+            raise ConfigError(f"{source}: expected a mapping of settings at the top level, got {type(loaded).__name__}")
+        base = str(path).rsplit("/", 1)[0] if "://" in str(path) else Path(path).resolve().parent
         data = loaded
-        base = p.resolve().parent
         if isinstance(data.get("input"), str):
             data["input"] = [data["input"]]
         if isinstance(data.get("input"), list):

@@ -266,21 +266,54 @@ class ShardWriter:
             self._buf, self._buf_bytes = [], 0
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        ok = exc_type is None
         try:
-            if exc_type is None:
-                self._flush()
-            if self._writer is not None:
-                self._writer.close()
-        finally:
-            if self._fh is not None:
-                self._fh.close()
-        if exc_type is None:
-            _atomic_put(self.fs, self._tmp, self._final)
-        else:
             try:
-                self.fs.rm(self._tmp)
-            except FileNotFoundError:
-                pass
+                if ok:
+                    self._flush()
+                if self._writer is not None:
+                    self._writer.close()
+            finally:
+                if self._fh is not None:
+                    self._fh.close()
+            if ok:
+                _atomic_put(self.fs, self._tmp, self._final)
+        except BaseException:
+            ok = False  # e.g. the disk filled up while the footer was written
+            raise
+        finally:
+            if not ok:
+                try:
+                    self.fs.rm(self._tmp)
+                except Exception:  # noqa: BLE001 - already gone, or the error being raised says more
+                    pass
+
+
+def remove_stale_temp_files(root: str, storage_options: dict[str, Any] | None = None) -> int:
+    """Delete the hidden temp files (``.NAME.tmp-XXXX``) a killed run left under ``root``.
+
+    Only safe when no other run writes to ``root`` at the same time (one run per output folder).
+    """
+    fs, path = _fs(root, storage_options)
+    if not fs.exists(path):
+        return 0
+    entries = fs.find(path, withdirs=True, detail=True)
+    removed: list[str] = []
+    for p in sorted(entries, key=len):  # parents first; what is under a removed folder goes with it
+        name = posixpath.basename(p.rstrip("/"))
+        if not (name.startswith(".") and ".tmp-" in name) or any(p.startswith(r + "/") for r in removed):
+            continue
+        if entries[p].get("type") == "directory":
+            fs.rm(p, recursive=True)
+        else:
+            fs.rm_file(p)
+        removed.append(p.rstrip("/"))
+    return len(removed)
+
+
+def read_bytes(path: str, storage_options: dict[str, Any] | None = None) -> bytes:
+    fs, p = _fs(path, storage_options)
+    return fs.cat_file(p)
 
 
 def write_bytes_atomic(path: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
@@ -288,9 +321,18 @@ def write_bytes_atomic(path: str, data: bytes, storage_options: dict[str, Any] |
     parent, name = posixpath.split(final)
     fs.makedirs(parent, exist_ok=True)
     tmp = posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
-    with fs.open(tmp, "wb") as fh:
-        fh.write(data)
-    _atomic_put(fs, tmp, final)
+    try:
+        with fs.open(tmp, "wb") as fh:
+            fh.write(data)
+        _atomic_put(fs, tmp, final)
+    except BaseException:
+        # A full disk or a lost connection: leave no temp file behind (best effort).
+        try:
+            if fs.exists(tmp):
+                fs.rm_file(tmp)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        raise
 
 
 def done_marker_path(shard_path: str) -> str:

@@ -47,10 +47,13 @@ class StageStats:
     def take_in(self, n_bytes: int) -> None:
         self.docs_in += 1
         self.bytes_in += n_bytes
+        # Length histograms (power-of-two byte buckets) for the run report: before/after each stage.
+        self.counters[f"len_in:{n_bytes.bit_length()}"] += 1
 
     def keep(self, n_bytes: int) -> None:
         self.docs_out += 1
         self.bytes_out += n_bytes
+        self.counters[f"len_out:{n_bytes.bit_length()}"] += 1
 
     def drop(self, reason: str, n_bytes: int, detail: str | None = None, bad_input: bool = False) -> None:
         """Count a removed document. ``bad_input`` marks damaged data (logged as a warning)

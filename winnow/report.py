@@ -1,0 +1,211 @@
+"""`winnow report OUTPUT`: one self-contained HTML page (inline SVG, no scripts, no network)
+built from a run's summary.json: the funnel per stage and per rule, languages, document
+lengths before/after filtering, duplicate-cluster sizes, packing and rephrasing outcomes."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+from typing import Any
+
+from winnow.shardio import join, read_bytes, write_bytes_atomic
+from winnow.stats import StageStats, funnel_rows
+
+REPORT_NAME = "report.html"
+_COLORS = {"in": "#9aa7b8", "out": "#2c7be5", "drop": "#e5533c", "bar": "#2c7be5"}
+
+
+class ReportError(ValueError):
+    """The folder is not a finished winnow run (no summary.json)."""
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def bar_chart(items: list[tuple[str, float]], title: str, unit: str = "", color: str = _COLORS["bar"],
+              max_items: int = 25, chart_id: str = "") -> str:
+    """Horizontal bars, one per (label, value), largest first as given."""
+    items = items[:max_items]
+    if not items:
+        return f'<p class="empty" id="{_esc(chart_id)}">{_esc(title)}: nothing recorded in this run.</p>'
+    width, label_w, row_h = 760, 280, 22
+    top = max(v for _, v in items) or 1
+    height = row_h * len(items) + 34
+    parts = [f'<svg class="chart" id="{_esc(chart_id)}" role="img" aria-label="{_esc(title)}" '
+             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+             f'<text x="0" y="16" class="title">{_esc(title)}</text>']
+    for k, (label, value) in enumerate(items):
+        y = 28 + k * row_h
+        w = max(1.0, (width - label_w - 90) * value / top)
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{_esc(label[:44])}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{color}">'
+                     f'<title>{_esc(label)}: {value:,.0f}{unit}</title></rect>')
+        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 14}">{value:,.0f}{unit}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def histogram(series: dict[str, dict[int, int]], title: str, chart_id: str) -> str:
+    """Grouped bars over power-of-two byte buckets, one color per series."""
+    buckets = sorted({b for s in series.values() for b in s})
+    if not buckets:
+        return f'<p class="empty" id="{_esc(chart_id)}">{_esc(title)}: nothing recorded in this run.</p>'
+    buckets = list(range(buckets[0], buckets[-1] + 1))
+    width, height, left, bottom = 760, 260, 60, 40
+    top = max(v for s in series.values() for v in s.values()) or 1
+    slot = (width - left - 10) / len(buckets)
+    bar_w = slot / (len(series) + 0.5)
+    colors = [_COLORS["in"], _COLORS["out"], _COLORS["drop"]]
+    parts = [f'<svg class="chart" id="{_esc(chart_id)}" role="img" aria-label="{_esc(title)}" '
+             f'viewBox="0 0 {width} {height + 20}" width="{width}" height="{height + 20}" xmlns="http://www.w3.org/2000/svg">',
+             f'<text x="0" y="16" class="title">{_esc(title)}</text>']
+    plot_h = height - bottom - 30
+    for k, (name, counts) in enumerate(series.items()):
+        parts.append(f'<rect x="{left + 160 * k}" y="{height + 6}" width="12" height="12" fill="{colors[k % 3]}"/>'
+                     f'<text x="{left + 160 * k + 16}" y="{height + 16}">{_esc(name)}</text>')
+        for j, b in enumerate(buckets):
+            v = counts.get(b, 0)
+            h = plot_h * v / top
+            x = left + j * slot + k * bar_w
+            parts.append(f'<rect x="{x:.1f}" y="{30 + plot_h - h:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                         f'fill="{colors[k % 3]}"><title>{_esc(name)} {_bucket_label(b)}: {v:,}</title></rect>')
+    for j, b in enumerate(buckets):
+        if len(buckets) <= 16 or j % 2 == 0:
+            parts.append(f'<text x="{left + j * slot + slot / 2:.1f}" y="{height - bottom + 24}" text-anchor="middle" '
+                         f'class="tick">{_bucket_label(b)}</text>')
+    parts.append(f'<text x="{left - 6}" y="36" text-anchor="end" class="tick">{top:,}</text>'
+                 f'<line x1="{left}" y1="{30 + plot_h}" x2="{width - 10}" y2="{30 + plot_h}" stroke="#888"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bucket_label(b: int) -> str:
+    """Bucket b holds sizes in [2^(b-1), 2^b) bytes: label it by its lower bound."""
+    n = 0 if b == 0 else 2 ** (b - 1)
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:g}{unit}"
+        n /= 1024
+    return f"{n:g}TB"
+
+
+def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    return {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
+
+
+def _table(rows: list[dict[str, Any]], table_id: str) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(r[c])}</td>" for c in cols) + "</tr>" for r in rows)
+    return f'<table id="{_esc(table_id)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def build_report(summary: dict[str, Any]) -> str:
+    stages = {name: StageStats.from_dict(d) for name, d in summary.get("stages", {}).items()}
+    sections: list[str] = []
+
+    # Funnel: documents into and out of each stage, then every removal reason.
+    funnel = []
+    for name, s in stages.items():
+        funnel += [(f"{name}: in", s.docs_in), (f"{name}: out", s.docs_out)]
+    sections.append('<section id="funnel"><h2>Funnel</h2>'
+                    + bar_chart(funnel, "documents into / out of each stage", chart_id="funnel-chart", max_items=40)
+                    + _table(funnel_rows(stages), "funnel-table") + "</section>")
+    drops = sorted(((f"{name}: {reason}", n) for name, s in stages.items() for reason, n in s.dropped_docs.items()),
+                   key=lambda kv: -kv[1])
+    sections.append('<section id="rules"><h2>Why documents were removed</h2>'
+                    + bar_chart(drops, "documents removed, per stage and rule", color=_COLORS["drop"],
+                                chart_id="rules-chart", max_items=40) + "</section>")
+
+    lid = stages.get("lid")
+    langs = sorted(_prefixed(dict(lid.counters), "lang:").items(), key=lambda kv: -kv[1]) if lid else []
+    sections.append('<section id="languages"><h2>Languages</h2>'
+                    + bar_chart(langs, "documents per detected language (before the keep-list)",
+                                chart_id="languages-chart") + "</section>")
+
+    first = next(iter(stages.values()), None)
+    filtered = stages.get("quality") or stages.get("lid")
+    series: dict[str, dict[int, int]] = {}
+    if first is not None:
+        series["before filtering"] = {int(k): v for k, v in _prefixed(dict(first.counters), "len_out:").items()}
+    if filtered is not None:
+        series["after filtering"] = {int(k): v for k, v in _prefixed(dict(filtered.counters), "len_out:").items()}
+    sections.append('<section id="lengths"><h2>Document lengths</h2>'
+                    + histogram(series, "documents per text length (UTF-8 bytes, power-of-two buckets)",
+                                "lengths-chart") + "</section>")
+
+    dedup = stages.get("dedup")
+    if dedup is not None:
+        info = summary.get("dedup") or {}
+        sizes = sorted((int(k), v) for k, v in (info.get("cluster_size_histogram") or {}).items())
+        sections.append('<section id="dedup"><h2>Near-duplicate clusters</h2>'
+                        f'<p>{info.get("clusters", 0):,} clusters holding {info.get("documents_in_clusters", 0):,} '
+                        f'documents; {info.get("removed", 0):,} removed.</p>'
+                        + bar_chart([(f"size {k}", v) for k, v in sizes], "clusters per cluster size",
+                                    chart_id="dedup-chart") + "</section>")
+
+    packed = summary.get("packed")
+    pack = stages.get("pack")
+    if packed:
+        c = dict(pack.counters) if pack else {}
+        rows = [{"what": "sequences", "value": f"{packed['sequences']:,} x {packed['seq_len']:,} tokens"},
+                {"what": "tokens", "value": f"{packed['tokens']:,}"},
+                {"what": "padding", "value": f"{100 * packed['padding_fraction']:.3f}% "
+                                             f"({c.get('padding_tokens', 0):,} tokens)"},
+                {"what": "documents split (longer than a sequence)", "value": f"{packed['truncated_documents']:,}"},
+                {"what": "strategy / tokenizer", "value": f"{packed['strategy']} / {packed['tokenizer']}"},
+                {"what": "output", "value": packed.get("output", "")}]
+        fill = 100 * (1 - packed["padding_fraction"])
+        sections.append('<section id="packing"><h2>Packing</h2>'
+                        + bar_chart([("tokens of documents", fill), ("padding", 100 - fill)],
+                                    "share of sequence positions (%)", unit="%", chart_id="packing-chart")
+                        + _table(rows, "packing-table") + "</section>")
+
+    reph = stages.get("rephrase")
+    if reph is not None:
+        c = dict(reph.counters)
+        items = [("chunks requested", c.get("chunks_requested", 0)),
+                 ("chunks from checkpoint", c.get("chunks_from_checkpoint", 0)),
+                 ("synthetic documents", c.get("synthetic_documents", 0))]
+        items += [(f"failed: {r}", n) for r, n in reph.dropped_docs.most_common()]
+        items += [(f"error: {r}", n) for r, n in reph.errors.most_common()]
+        sections.append('<section id="rephrase"><h2>Rephrasing</h2>'
+                        + bar_chart(items, "rephrasing outcomes", chart_id="rephrase-chart") + "</section>")
+
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    failed = summary.get("shards_failed", 0)
+    header = (f'<p id="overview">Output <code>{_esc(summary.get("output", ""))}</code>: '
+              f'<b>{summary.get("rows", 0):,}</b> documents from {summary.get("shards", 0):,} shards '
+              f'({summary.get("shards_skipped_as_done", 0):,} already done, '
+              f'<span class="{"bad" if failed else ""}">{failed:,} failed</span>). Report written {when}.</p>')
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>winnow run report</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 820px; color: #222; }}
+h1 {{ font-size: 22px; }} h2 {{ font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }}
+svg.chart text {{ font: 12px system-ui, sans-serif; fill: #222; }} svg.chart text.title {{ font-weight: 600; }}
+svg.chart text.tick {{ font-size: 10px; fill: #555; }}
+table {{ border-collapse: collapse; margin-top: 10px; font-size: 12px; }}
+td, th {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }} td:nth-child(-n+2) {{ text-align: left; }}
+.bad {{ color: #c0392b; font-weight: 600; }} .empty {{ color: #777; }}
+</style></head><body>
+<h1>winnow run report</h1>
+{header}
+{''.join(sections)}
+</body></html>
+"""
+
+
+def write_report(output: str, storage_options: dict[str, Any] | None = None) -> str:
+    """Build OUTPUT/report.html from OUTPUT/summary.json; returns its path."""
+    try:
+        summary = json.loads(read_bytes(join(output, "summary.json"), storage_options))
+    except FileNotFoundError:
+        raise ReportError(f"{output}: no summary.json; is this the output folder of a finished winnow run?") from None
+    path = join(output, REPORT_NAME)
+    write_bytes_atomic(path, build_report(summary).encode("utf-8"), storage_options)
+    return path
