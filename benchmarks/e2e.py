@@ -246,6 +246,7 @@ def profile_winnow(files: list[Path], tmp: Path) -> None:
     from tasks.shard import process_shard
     from winnow.config import WinnowConfig
 
+    shutil.rmtree(tmp / "prof", ignore_errors=True)  # a kept work folder: profile real work, not skips
     cfg = WinnowConfig.model_validate({"input": [str(files[0])], "output": str(tmp / "prof"),
                                        "lid": {"keep": ["en"], "threshold": 0.65}})
     # Warm up first (imports, spaCy and model loading): the profile is of steady-state work.

@@ -30,7 +30,7 @@ def bar_chart(items: list[tuple[str, float]], title: str, unit: str = "", color:
     items = items[:max_items]
     if not items:
         return f'<p class="empty" id="{_esc(chart_id)}">{_esc(title)}: nothing recorded in this run.</p>'
-    width, label_w, row_h = 760, 280, 22
+    width, label_w, row_h = 760, 300, 22
     top = max(v for _, v in items) or 1
     height = row_h * len(items) + 34
     parts = [f'<svg class="chart" id="{_esc(chart_id)}" role="img" aria-label="{_esc(title)}" '
@@ -39,7 +39,8 @@ def bar_chart(items: list[tuple[str, float]], title: str, unit: str = "", color:
     for k, (label, value) in enumerate(items):
         y = 28 + k * row_h
         w = max(1.0, (width - label_w - 90) * value / top)
-        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{_esc(label[:44])}</text>')
+        shown = label if len(label) <= 44 else label[:43] + "…"
+        parts.append(f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end">{_esc(shown)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="{color}">'
                      f'<title>{_esc(label)}: {value:,.0f}{unit}</title></rect>')
         parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 14}">{value:,.0f}{unit}</text>')
