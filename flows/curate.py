@@ -23,7 +23,7 @@ from tasks.prefect_tasks import (
     check_resources_task, curate_shard, dedup_all, dedup_band, dedup_clusters, dedup_filter, dedup_merge_pair,
     dedup_signatures, pack_documents, rephrase_shard,
 )
-from winnow.config import WinnowConfig
+from winnow.config import ConfigError, WinnowConfig
 from winnow.report import write_report
 from winnow.shardio import (
     group_inputs, join, list_inputs, remove_stale_temp_files, shard_name, write_bytes_atomic,
@@ -279,8 +279,8 @@ def share_temporary_server(cfg: WinnowConfig) -> None:
     if cfg.runner.kind == "threads" or PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"):
         return
     if cfg.runner.dask_address:
-        raise RuntimeError("runner.dask_address points at a remote Dask cluster: set PREFECT_API_URL to a Prefect "
-                           "server that its workers can reach (a temporary local server is not).")
+        raise ConfigError("runner.dask_address points at a remote Dask cluster: set PREFECT_API_URL to a Prefect "
+                          "server that its workers can reach (a temporary local server is not).")
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()  # the same instance Prefect's ephemeral mode uses in this process
