@@ -248,6 +248,10 @@ def band_components(band: int, part: int, n_shards: int, work: str, cfg: DedupCo
         ok = ~members | (agree >= verify_threshold)
         rejected = int((~ok).sum())
         docs_out, roots_out = docs_out[ok], roots_out[ok]
+    # Only member -> root edges: a root's self-edge would turn a group whose members were all
+    # rejected by verification into a one-document "cluster".
+    member = docs_out != roots_out
+    docs_out, roots_out = docs_out[member], roots_out[member]
     _write_table(pa.table({"doc": docs_out, "root": roots_out}, schema=COMPONENT_SCHEMA),
                  component_path(work, band, part), so)
     return {"keys": int(len(keys)), "grouped": int(len(docs_out)), "rejected_by_verification": rejected}
