@@ -244,7 +244,7 @@ class WinnowConfig(_Strict):
     shard_size_mb: float = Field(
         1.0, ge=0, description="Consecutive input files smaller than this are grouped into shards of about "
                                "this many MB, so that many small files do not each pay a task's scheduling "
-                               "cost (about 12 ms: 1.5% of a 1 MB shard's work); larger files are one shard "
+                               "cost (about 14 ms: 3.3% of a 1 MB shard's work); larger files are one shard "
                                "each (Common Crawl's 1 GB WARCs). 0: one shard per input file.")
 
     def only_stages(self, stages: list[str]) -> WinnowConfig:

@@ -210,6 +210,22 @@ def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.Abstr
     return url_to_fs(path, **(storage_options or {}))
 
 
+def _temp_path(final: str) -> str:
+    """Hidden sibling of ``final`` that a write goes to first (``remove_stale_temp_files`` knows
+    the pattern)."""
+    parent, name = posixpath.split(final)
+    return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+
+
+def _discard(fs: fsspec.AbstractFileSystem, tmp: str) -> None:
+    """Remove a failed write's temp file, best effort: the error being raised says more."""
+    try:
+        if fs.exists(tmp):
+            fs.rm_file(tmp)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def _atomic_put(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
     if isinstance(fs, LocalFileSystem):
         os.replace(tmp, final)
@@ -230,9 +246,8 @@ class ShardWriter:
                  schema: pa.Schema = SCHEMA) -> None:
         self.path = path
         self.fs, self._final = _fs(path, storage_options)
-        parent, name = posixpath.split(self._final)
-        self.fs.makedirs(parent, exist_ok=True)
-        self._tmp = posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+        self.fs.makedirs(posixpath.dirname(self._final), exist_ok=True)
+        self._tmp = _temp_path(self._final)
         self.rows_per_group = rows_per_group
         self.max_group_bytes = max_group_bytes
         self.schema = schema
@@ -283,10 +298,7 @@ class ShardWriter:
             raise
         finally:
             if not ok:
-                try:
-                    self.fs.rm(self._tmp)
-                except Exception:  # noqa: BLE001 - already gone, or the error being raised says more
-                    pass
+                _discard(self.fs, self._tmp)
 
 
 def remove_stale_temp_files(root: str, storage_options: dict[str, Any] | None = None) -> int:
@@ -318,20 +330,14 @@ def read_bytes(path: str, storage_options: dict[str, Any] | None = None) -> byte
 
 def write_bytes_atomic(path: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
     fs, final = _fs(path, storage_options)
-    parent, name = posixpath.split(final)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+    fs.makedirs(posixpath.dirname(final), exist_ok=True)
+    tmp = _temp_path(final)
     try:
         with fs.open(tmp, "wb") as fh:
             fh.write(data)
         _atomic_put(fs, tmp, final)
-    except BaseException:
-        # A full disk or a lost connection: leave no temp file behind (best effort).
-        try:
-            if fs.exists(tmp):
-                fs.rm_file(tmp)
-        except Exception:  # noqa: BLE001 - the original error is the one to report
-            pass
+    except BaseException:  # a full disk or a lost connection: leave no temp file behind
+        _discard(fs, tmp)
         raise
 
 
