@@ -209,14 +209,17 @@ def _warc_record(url: str, body: bytes) -> bytes:
     return head + http + b"\r\n\r\n"
 
 
+# Peak RSS from VmHWM: this process's own high-water mark. ru_maxrss would also count the
+# forked pytest process's memory, which Linux carries across exec.
 GIANT_CHILD = """
-import resource, sys
+import re, sys
 from tasks.ingest import ingest_warc
 from winnow.config import IngestConfig
 from winnow.stats import StageStats
 stats = StageStats()
 urls = [d.url for d in ingest_warc(sys.argv[1], IngestConfig(), stats)]
-print(urls, stats.dropped_docs["oversized"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+hwm_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+print(urls, stats.dropped_docs["oversized"], hwm_kb // 1024)
 """
 
 
