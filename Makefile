@@ -4,24 +4,27 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # CI machines keep the CPU torch wheel in /opt/wheels; uv ignores pip's config, so point it there.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+UV := $(PYTHON) -m uv
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install system-deps demo test test-fast bench-e2e bench-scaling bench-extract bench-ingest bench-lid bench-quality bench-dedup bench-rephrase bench-pack clean
+.PHONY: install system-deps demo test test-fast lint wheel-check bench-e2e bench-scaling bench-scale bench-extract \
+	bench-ingest bench-lid bench-quality bench-dedup bench-rephrase bench-pack bench-stages clean
 
 $(BIN)/winnow: pyproject.toml
-	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
-	$(PYTHON) -m uv venv -q --allow-existing --python $(PYTHON) $(VENV)
-	$(PYTHON) -m uv pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[test]'
-	# The in-process rephrase backend's test needs torch: take the CPU wheel when it is on disk
-	# (a CUDA torch from PyPI is several GB); without it that one test is skipped.
+	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
+	$(UV) venv -q --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[test,lint]'
+	# The in-process rephrase backend's test and the Megatron reader check need torch: take the CPU
+	# wheel when it is on disk (a CUDA torch from PyPI is several GB); without it those tests skip.
 	if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then \
-	  $(PYTHON) -m uv pip install -q --python $(BIN)/python --find-links /opt/wheels 'torch==2.13.0+cpu' 'transformers>=4.45,<6'; fi
+	  $(UV) pip install -q --python $(BIN)/python --find-links /opt/wheels 'torch==2.13.0+cpu' \
+	    'transformers>=4.45,<6' 'megatron-core==0.16.1'; fi
 	@touch $@
 
 install: $(BIN)/winnow
 
 $(VENV)/.bench: $(BIN)/winnow
-	$(PYTHON) -m uv pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[test,bench]'
+	$(UV) pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[test,lint,bench]'
 	@touch $@
 
 ## Run the demo curation on the WARC sample shipped in examples/data (output: demo-output/).
@@ -43,12 +46,24 @@ system-deps:
 	  else echo "note:$$missing not installed (needs root + apt); the tests that need them will be skipped"; fi; \
 	fi
 
-## Run the test suite.
+## Run the test suite (unit tests mirror the packages: tests/unit/{core,filters,tasks}; end-to-end: tests/e2e).
 test: install system-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+## The quality gate: ruff (incl. no function-local imports without a reason), the import-layer check
+## (core <- filters <- tasks <- flows <- cli), mypy on the package.
+lint: install
+	$(BIN)/ruff check winnow tasks flows filters tests benchmarks .ci
+	$(BIN)/python .ci/check_layers.py
+	PYTHON=$(BIN)/python bash .ci/typecheck.sh
+
+## Build the wheel, install it into a fresh venv outside the checkout, and run the demo and
+## `winnow deploy --help` from a folder that holds a user's own tasks.py and flows/.
+wheel-check: install
+	bash .ci/wheel_check.sh
 
 ## End to end vs datatrove on >= 200 MB of replicated WARCs, with a profile (needs ../shared).
 bench-e2e: $(VENV)/.bench
@@ -57,6 +72,12 @@ bench-e2e: $(VENV)/.bench
 ## 1 vs 2 worker speedup of the full pipeline; per-task Prefect overhead on 1,000 small shards.
 bench-scaling: $(VENV)/.bench
 	$(BIN)/python benchmarks/scaling.py
+
+## Scale-out figures: dedup at 1M/10M/50M documents, pack on >= 1B tokens, a 20k-task flow on
+## Prefect + PostgreSQL, 100k-file grouping, the pipeline on two Dask workers sharing only S3.
+bench-scale: $(VENV)/.bench
+	$(BIN)/python benchmarks/scale_dedup.py
+	$(BIN)/python benchmarks/scale.py
 
 ## Extraction quality (4-shingle F1 vs ground truth) and speed, both extractors (needs ../shared).
 bench-extract: $(VENV)/.bench
@@ -86,5 +107,11 @@ bench-rephrase: $(VENV)/.bench
 bench-pack: $(VENV)/.bench
 	$(BIN)/python benchmarks/packing.py
 
+## PII, decontamination, multilingual quality and URL safety lists, each against datatrove (needs ../shared).
+bench-stages: $(VENV)/.bench
+	$(BIN)/python benchmarks/pii.py
+	$(BIN)/python benchmarks/decontam.py
+	$(BIN)/python benchmarks/multilingual.py
+
 clean:
-	rm -rf demo-output .pytest_cache
+	rm -rf demo-output fineweb-output multilingual-output .pytest_cache build dist

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+# The checkout (benchmarks/ reads tests/ and examples/ from it). It is not put on sys.path:
+# winnow's stage folders are imported as installed, `winnow.tasks`, `winnow.filters`, `winnow.flows`.
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def shared_data() -> Path:
@@ -20,7 +21,7 @@ def shared_data() -> Path:
 
 
 def machine() -> str:
-    return (f"{datetime.now(timezone.utc):%Y-%m-%d}, {platform.machine()}, {os.cpu_count()} cores, "
+    return (f"{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}")
 
 

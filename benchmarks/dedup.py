@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import REPO, machine, markdown_table, pin_to_one_core, shared_data
 
-from winnow.config import DedupConfig
 from winnow.document import Document
 from winnow.minhash import WordHasher, band_keys, permutations, text_signatures, words
+from winnow.tasks.dedup import DedupConfig, dedup_in_process
 
 N_GRAM, BANDS, ROWS = 5, 14, 8
 
@@ -164,8 +163,6 @@ def correctness(paras: list[str], threshold: float = 0.8) -> None:
         recall = sum(detected(removed, v) for v in should) / len(should) if should else 1.0
         return precision, recall
 
-    from tasks.dedup import dedup_in_process
-
     shards = [docs[k::4] for k in range(4)]
     results = []
     for name, verify in (("winnow (verify_threshold 0.8, default)", 0.8), ("winnow (buckets only, as datatrove)", None)):
@@ -244,9 +241,8 @@ def cc_scale(n_docs: int = 10_000_000, n_pairs: int = 5_000_000) -> None:
     """Simulated band outputs for 10M documents with 5M duplicate pairs spread over 14 bands;
     each band's partial components are merged pairwise as in the pipeline."""
     script = f"""
-import resource, time, numpy as np, pyarrow as pa, tempfile, sys
-sys.path.insert(0, {str(REPO)!r})
-from tasks.dedup import COMPONENT_SCHEMA, NEW, _write_table, merge_components, split_clusters
+import resource, time, numpy as np, pyarrow as pa, tempfile
+from winnow.tasks.dedup import COMPONENT_SCHEMA, NEW, _write_table, merge_components, split_clusters
 rng = np.random.default_rng(0)
 with tempfile.TemporaryDirectory() as work:
     paths = []
@@ -285,10 +281,9 @@ def e2e(paras: list[str], sizes=(100_000, 1_000_000)) -> None:
     for n in sizes:
         script = f"""
 import resource, time, sys, tempfile, random
-sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'benchmarks')!r})
+sys.path.insert(0, {str(REPO / 'benchmarks')!r})
 from dedup import real_paragraphs, windows
-from tasks.dedup import dedup_in_process
-from winnow.config import DedupConfig
+from winnow.tasks.dedup import DedupConfig, dedup_in_process
 from winnow.document import Document
 paras = real_paragraphs()
 texts = windows(paras, {n}, 1)
@@ -316,6 +311,9 @@ print("RESULT", dt, stats.docs_in, stats.docs_out, resource.getrusage(resource.R
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sections", default="speed,correctness,cc,e2e")
+    ap.add_argument("--e2e-sizes", default="100000,1000000", help="documents of the end-to-end runs (quick check: 20000)")
+    ap.add_argument("--cc-docs", type=int, default=10_000_000, help="documents of the components run")
+    ap.add_argument("--cc-pairs", type=int, default=5_000_000, help="duplicate pairs of the components run")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     paras = real_paragraphs()
@@ -323,9 +321,9 @@ def main() -> None:
     if "correctness" in sections:
         correctness(paras)
     if "cc" in sections:
-        cc_scale()
+        cc_scale(args.cc_docs, args.cc_pairs)
     if "e2e" in sections:
-        e2e(paras)
+        e2e(paras, tuple(int(n) for n in args.e2e_sizes.split(",")))
     if "speed" in sections:
         speed(paras)
 

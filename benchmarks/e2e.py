@@ -172,12 +172,12 @@ if __name__ == "__main__":
 
 
 def run_datatrove(src: Path, out: Path, workers: int) -> dict:
-    from filters.lid import DEFAULT_MODEL
+    from winnow.filters.lid import bundled
 
     shutil.rmtree(out, ignore_errors=True)
     script = out.parent / "datatrove_run.py"
     out.mkdir(parents=True, exist_ok=True)
-    script.write_text(DATATROVE.format(model=str(DEFAULT_MODEL), src=str(src), out=str(out), workers=workers))
+    script.write_text(DATATROVE.format(model=str(bundled("lid.176.ftz")), src=str(src), out=str(out), workers=workers))
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(script)], cwd=out.parent, stdout=subprocess.DEVNULL,
                             stderr=open(out / "stderr.log", "w"))
@@ -243,19 +243,23 @@ def profile_winnow(files: list[Path], tmp: Path) -> None:
     import cProfile
     import pstats
 
-    from tasks.shard import process_shard
-    from winnow.config import WinnowConfig
+    from winnow.shardio import list_inputs
+    from winnow.tasks.pipeline import WinnowConfig
+    from winnow.tasks.shard import ShardJob, ShardPlan, process_shard
 
     shutil.rmtree(tmp / "prof", ignore_errors=True)  # a kept work folder: profile real work, not skips
-    cfg = WinnowConfig.model_validate({"input": [str(files[0])], "output": str(tmp / "prof"),
+    cfg = WinnowConfig.model_validate({"input": [str(f) for f in files[:40]], "output": str(tmp / "prof"),
                                        "lid": {"keep": ["en"], "threshold": 0.65}})
+    plan = ShardPlan.from_config(cfg)
+    listed = {f.path: f for f in list_inputs(cfg.input).files}
+    inputs = [listed[str(f)] for f in files[:40]]
     # Warm up first (imports, spaCy and model loading): the profile is of steady-state work.
-    process_shard(str(files[0]), str(tmp / "prof" / "warmup.parquet"), cfg)
-    sample = files[1:40]
+    process_shard(ShardJob(0, (inputs[0],), str(tmp / "prof" / "warmup.parquet")), plan)
+    sample = inputs[1:40]
     prof = cProfile.Profile()
     prof.enable()
     for k, f in enumerate(sample):
-        process_shard(str(f), str(tmp / "prof" / f"part-{k:05d}.parquet"), cfg)
+        process_shard(ShardJob(k, (f,), str(tmp / "prof" / f"part-{k:05d}.parquet")), plan)
     prof.disable()
     print(f"\nProfile of winnow's per-shard work (ingest + lid + quality), {len(sample)} files after a warm-up, "
           "top functions by own time:\n")

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from _common import REPO, machine, markdown_table, shared_data
 
-
 # datatrove's WarcReader (warcio) raises on this file's brotli body, and with one worker its
 # executor then abandons every task after it; it is left out so both engines do the same work.
 DATATROVE_CRASHER = "transfer-compression-brotli.warc.gz"
@@ -45,21 +44,25 @@ def build_input(copies: int, dest: Path) -> list[Path]:
 def run_winnow(input_dir: str, out: str, workers: int) -> dict:
     from concurrent.futures import ProcessPoolExecutor
 
-    from tasks.shard import process_shard
-    from winnow.config import WinnowConfig
     from winnow.shardio import join, list_inputs, shard_name
+    from winnow.tasks.pipeline import WinnowConfig
+    from winnow.tasks.shard import ShardJob, ShardPlan, process_shard
 
-    cfg = WinnowConfig.model_validate({"input": [input_dir], "output": out}).model_dump(mode="json")
-    inputs = list_inputs([input_dir])
-    outputs = [join(out, "documents", shard_name(i)) for i in range(len(inputs))]
+    # The default stages (ingest -> lid, annotate only -> quality, filter), one shard per file.
+    # per_language off: English rules for every document, the setting the README's figure was
+    # measured with (before FineWeb-2 per-language settings existed).
+    cfg = WinnowConfig.model_validate({"input": [input_dir], "output": out, "quality": {"per_language": False}})
+    plan = ShardPlan.from_config(cfg)
+    jobs = [ShardJob(k, (f,), join(out, "documents", shard_name(k)))
+            for k, f in enumerate(list_inputs(cfg.input).files)]
     t0 = time.perf_counter()
     if workers == 1:
-        results = [process_shard(i, o, cfg) for i, o in zip(inputs, outputs)]
+        results = [process_shard(j, plan) for j in jobs]
     else:
         with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(process_shard, inputs, outputs, [cfg] * len(inputs)))
+            results = list(pool.map(process_shard, jobs, [plan] * len(jobs)))
     wall = time.perf_counter() - t0
-    return {"wall": wall, "docs": sum(r["rows"] for r in results), "failed_files": 0}
+    return {"wall": wall, "docs": sum(r.ref.rows for r in results if r.ref is not None), "failed_files": 0}
 
 
 def run_datatrove(input_dir: str, out: str, workers: int) -> dict:
@@ -151,7 +154,7 @@ def main() -> None:
         print(f"\nwinnow docs/s / datatrove docs/s = {ratio:.1f}x "
               f"(documents out differ: different extractors; see benchmarks/extraction.py)")
         print(f"Left out: {DATATROVE_CRASHER}, on which datatrove's reader raises; winnow reads it "
-              "(tests/test_warc_ingest.py::test_content_encoded_bodies_are_decoded).")
+              "(tests/unit/tasks/test_ingest.py::test_content_encoded_bodies_are_decoded).")
         if results["datatrove"]["failed_files"]:
             print(f"datatrove tasks that failed (their files' documents are missing): "
                   f"{results['datatrove']['failed_files']}; last error output:\n"

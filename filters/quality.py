@@ -1,13 +1,18 @@
 """Heuristic quality rule sets, reusing datatrove's Gopher, C4 and FineWeb implementations.
 
 The rules are datatrove's own classes; winnow only hands them a cached spaCy tokenizer
-(:mod:`filters.words`) so one document is tokenized once for all rule sets, and computes the
-Gopher repetition statistics on hashes (:mod:`filters.gopher_fast`, identical decisions).
+(:mod:`winnow.filters.words`) so one document is tokenized once for all rule sets, and computes the
+Gopher repetition statistics on hashes (:mod:`winnow.filters.gopher_fast`, identical decisions).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from datatrove.data import Document as DTDocument
+from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
+
+from winnow.filters.gopher_fast import FastGopherRepetitionFilter
 
 RULESETS = ("gopher_repetition", "gopher_quality", "c4", "fineweb")
 
@@ -21,10 +26,6 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 
 
 def _classes() -> dict[str, type]:
-    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
-
-    from filters.gopher_fast import FastGopherRepetitionFilter
-
     return {
         # datatrove's rules, with its repetition statistics computed on hashes (same decisions).
         "gopher_repetition": FastGopherRepetitionFilter,
@@ -56,8 +57,6 @@ def apply_rules(rulesets: list[tuple[str, Any]], text: str, stop_at_first: bool)
     C4's rule set removes lines (javascript notices, policy lines, ...) as datatrove's does,
     so the returned text is what later rule sets saw.
     """
-    from datatrove.data import Document as DTDocument
-
     doc = DTDocument(text=text, id="")
     failed: list[str] = []
     for name, rule in rulesets:

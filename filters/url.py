@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import fsspec
@@ -18,9 +19,15 @@ def _normalise_url(url: str) -> str:
     return f"{host}{path}{query}"
 
 
-def read_list_file(path: str) -> list[str]:
+class UrlLists(Protocol):
+    """Extra block lists (e.g. datatrove's bundled safety lists): a reason, or None to keep."""
+
+    def reason(self, url: str) -> str | None: ...
+
+
+def read_list_file(path: str, storage_options: dict[str, Any] | None = None) -> list[str]:
     """One entry per line; blank lines and ``#`` comments ignored. Local path or any fsspec URL."""
-    with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as fh:
+    with fsspec.open(path, "rt", encoding="utf-8", compression="infer", **(storage_options or {})) as fh:
         return [ln.split("#", 1)[0].strip() for ln in fh if ln.split("#", 1)[0].strip()]
 
 
@@ -33,12 +40,14 @@ class UrlFilter:
     """
 
     def __init__(self, allowed_schemes: Iterable[str] = ("http", "https"), max_length: int = 2048,
-                 blocked_domains: Iterable[str] = (), blocked_urls: Iterable[str] = ()) -> None:
+                 blocked_domains: Iterable[str] = (), blocked_urls: Iterable[str] = (),
+                 extra_lists: UrlLists | None = None) -> None:
         self.allowed_schemes = frozenset(s.lower() for s in allowed_schemes)
         self.max_length = max_length
         self.blocked_domains = frozenset(d.lower().strip().lstrip(".").removeprefix("www.")
                                          for d in blocked_domains if d.strip())
         self.blocked_urls = frozenset(_normalise_url(u) for u in blocked_urls if u.strip())
+        self.extra_lists = extra_lists
 
     def reason(self, url: str | None) -> str | None:
         if not url:
@@ -61,4 +70,6 @@ class UrlFilter:
                 return "url_blocked_domain"
         if self.blocked_urls and _normalise_url(url) in self.blocked_urls:
             return "url_blocked"
+        if self.extra_lists is not None:
+            return self.extra_lists.reason(url)
         return None

@@ -14,6 +14,7 @@ It plugs into datatrove's filters through their own extension point: ``language=
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from datatrove.utils.word_tokenizers import WordTokenizer
@@ -28,15 +29,13 @@ def import_spacy_without_torch():
     about 2 s and 200 MB in every worker process, for a blank tokenizer that never uses it.
     `import torch` is made to fail only while spaCy is imported; a later real `import torch`
     (the transformers backend) works as usual."""
-    import sys
-
     if "spacy" in sys.modules or "torch" in sys.modules:
-        import spacy
+        import spacy  # noqa: PLC0415 - spaCy must be imported with torch blocked (see above)
 
         return spacy
     sys.modules["torch"] = None  # type: ignore[assignment]  # ImportError for `import torch`
     try:
-        import spacy
+        import spacy  # noqa: PLC0415 - as above
     finally:
         if sys.modules.get("torch", 0) is None:
             del sys.modules["torch"]
@@ -47,7 +46,7 @@ class CachedSpacyTokenizer(WordTokenizer):
     def __init__(self, language: str = "en", max_cache: int = _DEFAULT_CACHE) -> None:
         super().__init__(language)
         spacy = import_spacy_without_torch()
-        from spacy.pipeline.sentencizer import Sentencizer
+        from spacy.pipeline.sentencizer import Sentencizer  # noqa: PLC0415 - after the torch-free import
 
         self._nlp = spacy.blank(language)
         self._sent_end = frozenset(Sentencizer.default_punct_chars)
@@ -78,7 +77,8 @@ class CachedSpacyTokenizer(WordTokenizer):
         punctuation token, at the next token that is not punctuation."""
         spans: list[tuple[int, int]] = []
         sent_end = self._sent_end
-        start = end = None
+        start: int | None = None
+        end = 0
         seen_end = False
         pos = 0
         for c in text.split():

@@ -1,5 +1,5 @@
-"""MinHash near-deduplication in stages that each run per shard or per band, so memory is
-bounded by a shard or a band partition, never by the corpus:
+"""MinHash near-deduplication in phases that each run per shard or per band partition, so
+memory is bounded by a shard or a partition, never by the corpus:
 
 1. ``signatures_shard`` (map over document shards): shingles -> MinHash -> one bucket key per
    band (+ an exact-text key), written as ``bands/band=BB/range=RRRR/part-SSSSS.parquet``
@@ -7,9 +7,9 @@ bounded by a shard or a band partition, never by the corpus:
 2. ``band_components`` (map over bands x key ranges): documents sharing a key in a band form
    a group; the group's smallest document id is its root (optionally verified against the
    full signatures). Written as ``components/band=BB-range=RRRR.parquet``.
-3. ``merge_components`` (tree reduction): partial components of two bands are merged by
-   connected components on their (doc, root) edges, pairwise, until one remains; the result
-   is split by shard: ``clusters/part-SSSSS.parquet`` (row, root, cluster size).
+3. components (see ``_components_phase``): the partial components of all bands are joined
+   into connected components; the result is split by shard: ``clusters/part-SSSSS.parquet``
+   (row, root, cluster size).
 4. ``filter_shard`` (map over document shards): keep a document unless it is in a cluster and
    is not its root (the smallest id: the earliest document in input order); record the
    cluster size, optionally write the kept one several times (rehydration).
@@ -17,28 +17,96 @@ bounded by a shard or a band partition, never by the corpus:
 Document ids are ``NEW | shard << 32 | row`` (NEW = 2^62). Documents of an earlier run's
 index (``dedup.index``) join the band groups with ids below NEW, so they are always the
 representative: a new document that duplicates an already published one is removed, and
-the index itself is never changed. Every stage writes atomically and leaves a done-marker,
-so a rerun resumes at the stage that failed.
+the index itself is never changed. Every unit of work writes atomically and leaves a
+done-marker keyed on the whole dedup input (every input shard's key and the parameters), so
+a rerun resumes at the unit that failed and a changed input starts the dedup work over.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import Field, field_validator
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-from winnow.config import DedupConfig
+from winnow.config import path_field
 from winnow.document import Document
 from winnow.minhash import WordHasher, band_keys, permutations, text_signatures
-from winnow.shardio import _fs, join, write_bytes_atomic
+from winnow.report import bar_chart, section
+from winnow.resume import Marker, ShardRef, ShardResult, derive_shard, work_key
+from winnow.shardio import (
+    filesystem,
+    join,
+    read_documents,
+    read_table,
+    shard_name,
+    write_bytes_atomic,
+    write_table_atomic,
+)
+from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
 
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
 STAGE = "dedup"
+DEDUPED_DIR = "deduped"
+WORK_DIR = "dedup"
+
+
+class DedupConfig(StageConfig):
+    enabled: bool = Field(False, description="MinHash near-deduplication across all curated shards.")
+    ngram: int = Field(5, ge=1, le=16, description="Word n-gram size of the shingles.")
+    bands: int = Field(14, ge=1, description="LSH bands.")
+    rows: int = Field(8, ge=1, description="Rows (hashes) per band; bands x rows permutations in all.")
+    seed: int = Field(1, description="Permutation seed (datasketch's MinHash seed).")
+    exact: bool = Field(True, description="Also group documents whose normalised text is identical.")
+    verify_threshold: Score | None = Field(
+        0.8, description="Keep a candidate pair (same bucket in some band) only if the full signatures "
+                         "agree on at least this share of hashes (estimated Jaccard); null: trust the "
+                         "buckets, as datatrove/FineWeb do. Removes the 0.6-0.8 pairs LSH lets through.")
+    partitions: int = Field(
+        1, ge=1, le=4096,
+        description="Key ranges per band. A band task holds 16 bytes per document of the whole corpus "
+                    "divided by this: raise it for corpora past a worker's memory (1B docs, 64 -> 250 MB).")
+    single_task_below: int = Field(
+        200_000, ge=0, description="Corpora with fewer documents run signatures to clusters in one task "
+                                   "(seconds of work, which the staged map over shards and bands would "
+                                   "spend on scheduling); 0: always staged.")
+    index: list[str] = path_field(
+        default_factory=list,
+        description="Dedup work folders of earlier runs (OUTPUT/dedup): documents near-duplicate to one "
+                    "already published there are removed, and the earlier ones are never touched.")
+    upsample: dict[int, int] = Field(
+        default_factory=dict,
+        description="FineWeb-2-style rehydration: {min_cluster_size: copies}; the kept document of a "
+                    "cluster of size s is written `copies` times for the largest min_cluster_size <= s. "
+                    "Empty: keep one copy, record the size only.")
+
+    @field_validator("upsample")
+    @classmethod
+    def _positive(cls, v: dict[int, int]) -> dict[int, int]:
+        if any(k < 1 or c < 1 for k, c in v.items()):
+            raise ValueError("cluster sizes and copies must be >= 1")
+        return v
+
+
+BATCH = 20_000
+KEY_SCHEMA = pa.schema([("key", pa.uint64()), ("doc", pa.uint64())])
+COMPONENT_SCHEMA = pa.schema([("doc", pa.uint64()), ("root", pa.uint64())])
+CLUSTER_SCHEMA = pa.schema([("row", pa.uint32()), ("root", pa.uint64()), ("size", pa.uint32())])
+
+
+NEW = np.uint64(1 << 62)
+LOW32 = np.uint64(0xFFFFFFFF)
+PARAMS = "params.json"
+
+
 BATCH = 20_000
 KEY_SCHEMA = pa.schema([("key", pa.uint64()), ("doc", pa.uint64())])
 COMPONENT_SCHEMA = pa.schema([("doc", pa.uint64()), ("root", pa.uint64())])
@@ -67,17 +135,15 @@ def params(cfg: DedupConfig) -> dict[str, Any]:
 
 
 def check_index(cfg: DedupConfig, so: dict[str, Any] | None = None) -> None:
-    import json
-
     for path in cfg.index:
-        fs, p = _fs(join(path, PARAMS), so)
+        fs, p = filesystem(join(path, PARAMS), so)
         if not fs.exists(p):
-            raise ValueError(f"dedup.index: {path} is not a winnow dedup folder (no {PARAMS}); "
+            raise StageError(f"dedup.index: {path} is not a winnow dedup folder (no {PARAMS}); "
                              "point it at an earlier run's OUTPUT/dedup")
         with fs.open(p, "rb") as fh:
             theirs = json.loads(fh.read())
         if theirs != params(cfg):
-            raise ValueError(f"dedup.index: {path} was built with {theirs}, this run uses {params(cfg)}; "
+            raise StageError(f"dedup.index: {path} was built with {theirs}, this run uses {params(cfg)}; "
                              "band keys are only comparable with the same parameters")
 
 
@@ -86,15 +152,11 @@ def n_partitions(cfg: DedupConfig) -> int:
 
 
 def _write_table(table: pa.Table, path: str, so: dict[str, Any] | None) -> None:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    write_bytes_atomic(path, sink.getvalue().to_pybytes(), so)
+    write_table_atomic(table, path, so)
 
 
 def _read_table(path: str, so: dict[str, Any] | None) -> pa.Table:
-    fs, p = _fs(path, so)
-    with fs.open(p, "rb") as fh:
-        return pq.read_table(fh)
+    return read_table(path, so)
 
 
 def sig_path(work: str, shard: int) -> str:
@@ -111,7 +173,7 @@ def read_signature_rows(path: str, rows: np.ndarray, num_perm: int, so: dict[str
     if "://" not in path:
         mm = np.memmap(path, dtype="<u4", mode="r").reshape(-1, num_perm)
         return np.asarray(mm[rows])
-    fs, p = _fs(path, so)
+    fs, p = filesystem(path, so)
     width = 4 * num_perm
     starts = [int(r) * width for r in rows]
     blobs = fs.cat_ranges([p] * len(rows), starts, [s + width for s in starts])
@@ -187,7 +249,7 @@ def _index_parts(index: list[str], band: int, part: int, parts: int, so: dict[st
     first and are always the group representative."""
     tables = []
     for k, path in enumerate(index):
-        fs, folder = _fs(join(path, "bands", f"band={band:02d}"), so)
+        fs, folder = filesystem(join(path, "bands", f"band={band:02d}"), so)
         for f in sorted(fs.glob(posixpath.join(folder, "*", "part-*.parquet"))):
             with fs.open(f, "rb") as fh:
                 t = pq.read_table(fh)
@@ -259,9 +321,6 @@ def band_components(band: int, part: int, n_shards: int, work: str, cfg: DedupCo
 
 def _connected(docs: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of the edges doc-root; returns (node, component min node)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     nodes, inverse = np.unique(np.concatenate([docs, roots]), return_inverse=True)
     if len(nodes) == 0:
         return nodes, nodes
@@ -375,3 +434,177 @@ def dedup_in_process(shards: list[list[Document]], work: str, cfg: DedupConfig,
     stats = StageStats()
     kept = [list(filter_shard(docs, k, work, cfg, stats, so)) for k, docs in enumerate(shards)]
     return kept, summary, stats
+
+
+# ----------------------------------------------------------------------------- units of work
+# Each function below is what one mapped task runs (plain functions: tests call them directly).
+# ``key`` is the dedup work key: every unit's done-marker records it, so a unit is redone when
+# anything upstream changed, and the flow wipes the work folder when the key changes.
+
+
+def signatures_unit(shards: list[ShardRef], indices: list[int], work: str, cfg: DedupConfig, key: str,
+                    storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Phase 1 for a batch of shards (milliseconds each: batched so scheduling does not dominate)."""
+    out: list[dict[str, Any]] = []
+    for ref, k in zip(shards, indices, strict=True):
+        marker = Marker(sig_marker_output(work, k), storage_options)
+        if marker.check(key, require_output=False)[0] is not None:
+            out.append({"skipped": True})
+            continue
+        counts = signatures_shard(read_documents(ref.path, StageStats(), storage_options), k, work, cfg,
+                                  storage_options)
+        marker.write(key, counts)
+        out.append(counts)
+    return out
+
+
+def sig_marker_output(work: str, shard: int) -> str:
+    return join(work, "signatures", shard_name(shard))
+
+
+def band_unit(band: int, part: int, n_shards: int, work: str, cfg: DedupConfig, key: str,
+              storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Phase 2 for one band and key range."""
+    marker = Marker(component_path(work, band, part), storage_options)
+    done = marker.check(key)[0]
+    if done is not None:
+        return {"skipped": True}
+    out = band_components(band, part, n_shards, work, cfg, storage_options)
+    marker.write(key, out)
+    return out
+
+
+def merge_unit(pair: list[str], out: str, key: str, storage_options: dict[str, Any] | None = None) -> str:
+    """Phase 3: one pairwise merge of partial components."""
+    marker = Marker(out, storage_options)
+    if marker.check(key)[0] is None:
+        merge_pair(pair, out, storage_options)
+        marker.write(key, {"inputs": pair})
+    return out
+
+
+def clusters_unit(final: str, n_shards: int, work: str, key: str,
+                  storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Phase 3b: the final components split by shard."""
+    marker = Marker(join(work, "clusters"), storage_options, path=join(work, "_done", "clusters.json"))
+    done = marker.check(key, require_output=False)[0]
+    if done is not None:
+        summary = dict(done["summary"])
+        summary["cluster_size_histogram"] = {int(k): v for k, v in summary["cluster_size_histogram"].items()}
+        return summary
+    summary = split_clusters(final, n_shards, work, storage_options)
+    marker.write(key, {"summary": summary})
+    return summary
+
+
+def filter_unit(shards: list[ShardRef], indices: list[int], work: str, outs: list[str], cfg: DedupConfig,
+                key: str, storage_options: dict[str, Any] | None = None,
+                rows_per_group: int = 2000) -> list[ShardResult]:
+    """Phase 4 for a batch of shards: each writes its deduplicated shard and marker."""
+    settings = {**DedupStage.settings(cfg), "work_key": key}
+
+    def filtered(k: int) -> Callable[[Iterable[Document], StageStats], Iterator[Document]]:
+        return lambda docs, stats: filter_shard(docs, k, work, cfg, stats, storage_options)
+
+    return [derive_shard(ref, out, STAGE, settings, filtered(k), storage_options, rows_per_group)
+            for ref, k, out in zip(shards, indices, outs, strict=True)]
+
+
+def all_in_one_unit(shards: list[ShardRef], work: str, cfg: DedupConfig, key: str,
+                    storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Phases 1-3 in one task, for small corpora: the same functions, files and markers."""
+    n = len(shards)
+    signatures_unit(shards, list(range(n)), work, cfg, key, storage_options)
+    for band, part in band_tasks(cfg):
+        band_unit(band, part, n, work, cfg, key, storage_options)
+
+    def merge_round(pairs: list[list[str]], outs: list[str]) -> None:
+        for pair, out in zip(pairs, outs, strict=True):
+            merge_unit(pair, out, key, storage_options)
+
+    final = merge_components([component_path(work, b, p) for b, p in band_tasks(cfg)], work, storage_options,
+                             merge_round)
+    return clusters_unit(final, n, work, key, storage_options)
+
+
+def _reset_work(work: str, key: str, storage_options: dict[str, Any] | None) -> None:
+    """Start the dedup work over when its input or parameters changed (the key is the digest
+    of every input shard's key and the dedup settings)."""
+    marker = Marker(work, storage_options, path=join(work, "_done", "inputs.json"))
+    if marker.check(key, require_output=False)[0] is not None:
+        return
+    fs, path = filesystem(work, storage_options)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    marker.write(key, {})
+
+
+@register
+class DedupStage(CorpusStage[DedupConfig]):
+    name = STAGE
+    config_model = DedupConfig
+    order = 100
+    summary = "MinHash near-dedup across all shards: signatures -> band buckets -> components -> filter."
+
+    @classmethod
+    def check(cls, section: DedupConfig, env: StageEnv) -> None:
+        check_index(section, env.storage_options)
+
+    @classmethod
+    def run(cls, section: DedupConfig, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:
+        so = ctx.storage_options
+        work = join(ctx.output, WORK_DIR)
+        n = len(inputs)
+        key = work_key([r.key for r in inputs], cls.settings(section))
+        _reset_work(work, key, so)
+        deduped = [join(ctx.output, DEDUPED_DIR, shard_name(k)) for k in range(n)]
+        batches = ctx.mapper.batches(n, tasks_per_worker=4)
+        if sum(r.rows for r in inputs) < section.single_task_below:
+            summary = ctx.mapper.run_one(all_in_one_unit, {"shards": inputs, "work": work, "cfg": section,
+                                                           "key": key, "storage_options": so},
+                                         name="dedup-clusters-all")
+        else:
+            ctx.mapper.map(signatures_unit, [{"shards": [inputs[k] for k in b], "indices": b, "work": work,
+                                              "cfg": section, "key": key, "storage_options": so} for b in batches],
+                           name="dedup-signatures", label=_batch_label)
+            units = band_tasks(section)
+            ctx.mapper.map(band_unit, [{"band": b, "part": p, "n_shards": n, "work": work, "cfg": section,
+                                        "key": key, "storage_options": so} for b, p in units],
+                           name="dedup-band", label=lambda item: f"band {item['band']} range {item['part']}")
+
+            def merge_round(pairs: list[list[str]], outs: list[str]) -> None:
+                ctx.mapper.map(merge_unit, [{"pair": p, "out": o, "key": key, "storage_options": so}
+                                            for p, o in zip(pairs, outs, strict=True)], name="dedup-merge")
+
+            final = merge_components([component_path(work, b, p) for b, p in units], work, so, merge_round)
+            summary = ctx.mapper.run_one(clusters_unit, {"final": final, "n_shards": n, "work": work, "key": key,
+                                                         "storage_options": so}, name="dedup-clusters")
+        results = [r for part in ctx.mapper.map(
+            filter_unit, [{"shards": [inputs[k] for k in b], "indices": b, "work": work,
+                           "outs": [deduped[k] for k in b], "cfg": section, "key": key, "storage_options": so,
+                           "rows_per_group": ctx.rows_per_row_group} for b in batches],
+            name="dedup-filter", label=_batch_label) for r in part]
+        stats = StageStats()
+        for r in results:
+            stats.merge(StageStats.from_dict(r.stats[STAGE]))
+        ctx.log(f"dedup: {summary['clusters']:,} clusters, {summary['removed']:,} near-duplicates removed")
+        refs = [r.ref for r in results if r.ref is not None]
+        return CorpusResult(refs, {STAGE: stats}, summary, summary_key="dedup",
+                            final_output=join(ctx.output, DEDUPED_DIR))
+
+    @classmethod
+    def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:
+        info = summary.get("dedup") or {}
+        if stats is None and not info:
+            return None
+        sizes = sorted((int(k), v) for k, v in (info.get("cluster_size_histogram") or {}).items())
+        return section("dedup", "Near-duplicate clusters",
+                       f'<p>{info.get("clusters", 0):,} clusters holding {info.get("documents_in_clusters", 0):,} '
+                       f'documents; {info.get("removed", 0):,} removed.</p>'
+                       + bar_chart([(f"size {k}", v) for k, v in sizes], "clusters per cluster size",
+                                   chart_id="dedup-chart"))
+
+
+def _batch_label(item: Mapping[str, Any]) -> str:
+    idx = item["indices"]
+    return f"{idx[0]}-{idx[-1]}"

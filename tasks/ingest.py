@@ -3,28 +3,77 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import ClassVar, Literal
 
-from filters.url import UrlFilter, read_list_file
-from winnow.config import IngestConfig
+from pydantic import Field, field_validator
+
+from winnow.config import StrictModel, path_field
 from winnow.document import Document
 from winnow.extract import decode_html, get_extractor
+from winnow.filters.safety_lists import SAFETY_LISTS, SafetyListError, SafetyLists, load_safety_lists
+from winnow.filters.url import UrlFilter, read_list_file
 from winnow.shardio import open_binary
+from winnow.stage import SourceStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
 from winnow.warc import HttpResponse, iter_http_responses
 
-STAGE = "ingest"
+
+class UrlFilterConfig(StrictModel):
+    allowed_schemes: list[str] = Field(default_factory=lambda: ["http", "https"],
+                                       description="URL schemes kept; others are dropped as url_scheme.")
+    max_length: int = Field(2048, ge=16, description="URLs longer than this are dropped (url_too_long).")
+    blocked_domains: list[str] = Field(default_factory=list,
+                                       description="Domains dropped with all their subdomains.")
+    blocked_domains_file: str | None = path_field(None, description="File (local or s3://) with one domain per line.")
+    blocked_urls: list[str] = Field(default_factory=list, description="Exact URLs dropped (after normalisation).")
+    blocked_urls_file: str | None = path_field(None, description="File with one URL per line.")
+    safety_lists: list[str] = Field(
+        default_factory=list,
+        description="Block lists bundled with datatrove, as FineWeb uses them (opt-in): "
+                    + ", ".join(SAFETY_LISTS) + ". Drops are counted per list (url_safety:NAME).")
+
+    @field_validator("safety_lists")
+    @classmethod
+    def _known_lists(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(SAFETY_LISTS))
+        if unknown:
+            raise ValueError(f"unknown safety list(s) {unknown}; available: {', '.join(SAFETY_LISTS)}")
+        return v
 
 
-def build_url_filter(cfg: IngestConfig) -> UrlFilter:
+class IngestConfig(StageConfig):
+    extractor: Literal["resiliparse", "resiliparse-raw", "trafilatura"] = Field(
+        "resiliparse", description="resiliparse (fast main-content extraction + boilerplate-line cleanup, "
+                                   "default), resiliparse-raw (no cleanup: keeps titles, captions, teasers) "
+                                   "or trafilatura (datatrove/FineWeb settings; much slower).")
+    allowed_mime_types: list[str] = Field(
+        default_factory=lambda: ["text/html", "application/xhtml+xml"],
+        description="HTTP Content-Types treated as HTML; a missing Content-Type is sniffed.")
+    allowed_status: list[int] = Field(default_factory=lambda: [200], description="HTTP status codes kept.")
+    max_record_bytes: int = Field(10_000_000, ge=1024,
+                                  description="WARC records larger than this are skipped unread (oversized).")
+    min_text_chars: int = Field(1, ge=0, description="Extracted text shorter than this is dropped (empty_text).")
+    max_text_chars: int = Field(1_000_000, ge=1,
+                                description="Extracted text longer than this is dropped (text_too_long).")
+    url_filter: UrlFilterConfig = Field(default_factory=UrlFilterConfig)
+
+    @field_validator("allowed_mime_types")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [m.lower().strip() for m in v]
+
+
+def build_url_filter(cfg: IngestConfig, storage_options: dict | None = None) -> UrlFilter:
+    """The URL filter of a config, with its list files read (they must exist: see ``check``)."""
     uf = cfg.url_filter
     domains = list(uf.blocked_domains)
     urls = list(uf.blocked_urls)
     if uf.blocked_domains_file:
-        domains += read_list_file(uf.blocked_domains_file)
+        domains += read_list_file(uf.blocked_domains_file, storage_options)
     if uf.blocked_urls_file:
-        urls += read_list_file(uf.blocked_urls_file)
-    return UrlFilter(uf.allowed_schemes, uf.max_length, domains, urls)
+        urls += read_list_file(uf.blocked_urls_file, storage_options)
+    safety: SafetyLists | None = load_safety_lists(uf.safety_lists) if uf.safety_lists else None
+    return UrlFilter(uf.allowed_schemes, uf.max_length, domains, urls, safety)
 
 
 def _sniff_html(body: bytes) -> bool:
@@ -93,8 +142,7 @@ def ingest(responses: Iterable[HttpResponse], cfg: IngestConfig, stats: StageSta
         yield doc
 
 
-def ingest_warc(path: str, cfg: IngestConfig, stats: StageStats,
-                storage_options: dict[str, Any] | None = None,
+def ingest_warc(path: str, cfg: IngestConfig, stats: StageStats, storage_options: dict | None = None,
                 url_filter: UrlFilter | None = None) -> Iterator[Document]:
     """Open one WARC file (local or remote) and run the ingest stage over it."""
     try:
@@ -103,3 +151,40 @@ def ingest_warc(path: str, cfg: IngestConfig, stats: StageStats,
                               url_filter, path)
     except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         stats.error("unreadable_file", f"{path}: {exc}")
+
+
+@register
+class IngestStage(SourceStage[IngestConfig]):
+    name = "ingest"
+    config_model = IngestConfig
+    order = 0
+    formats: ClassVar[tuple[str, ...]] = ("warc",)
+    summary = "WARC response records -> main text (HTML only, HTTP 200, URL filter and block lists)."
+
+    def __init__(self, section: IngestConfig, env: StageEnv) -> None:
+        super().__init__(section, env)
+        self.url_filter = build_url_filter(section, env.storage_options)
+
+    @classmethod
+    def check(cls, section: IngestConfig, env: StageEnv) -> None:
+        for field in ("blocked_domains_file", "blocked_urls_file"):
+            path = getattr(section.url_filter, field)
+            if path:
+                try:
+                    read_list_file(path, env.storage_options)
+                except FileNotFoundError:
+                    raise StageError(f"ingest.url_filter.{field}: file not found: {path}") from None
+                except (OSError, UnicodeDecodeError, ValueError) as exc:
+                    raise StageError(f"ingest.url_filter.{field}: cannot read {path}: {exc}") from None
+        try:
+            get_extractor(section.extractor)("<html><body><p>check</p></body></html>")
+        except ImportError as exc:
+            raise StageError(f"ingest.extractor {section.extractor}: {exc}") from None
+        if section.url_filter.safety_lists:
+            try:
+                load_safety_lists(section.url_filter.safety_lists)
+            except SafetyListError as exc:
+                raise StageError(f"ingest.url_filter.safety_lists: {exc}") from None
+
+    def read(self, path: str, stats: StageStats) -> Iterator[Document]:
+        return ingest_warc(path, self.cfg, stats, self.env.storage_options, self.url_filter)

@@ -3,14 +3,33 @@ languages asked for, above a global or per-language score threshold (FineWeb-2 s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Mapping
+from typing import Annotated, Any
 
-from filters.lid import FastTextLID, load_thresholds
-from winnow.config import LidConfig
+from pydantic import Field
+
+from winnow.config import path_field
 from winnow.document import Document
+from winnow.filters.lid import FastTextLID, ModelError, load_thresholds
+from winnow.report import bar_chart, section
+from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
 
-STAGE = "lid"
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class LidConfig(DocumentStageConfig):
+    model_path: str | None = path_field(None, description="fastText LID model (lid.176.bin/.ftz, GlotLID, ...); "
+                                                           "default: the bundled lid.176.ftz.")
+    keep: list[str] = Field(default_factory=list,
+                            description="Languages kept (model labels, e.g. en, de); empty: keep all, annotate only.")
+    threshold: Score = Field(0.0, description="Minimum top-1 score for languages without their own threshold.")
+    thresholds: dict[str, Score] = Field(default_factory=dict,
+                                         description="Per-language minimum scores, e.g. {en: 0.65}.")
+    calibrated_thresholds: bool = Field(
+        False, description="Use winnow's calibrated per-language thresholds for lid.176 "
+                           "(winnow/models/lid176_thresholds.json) where `thresholds` has none.")
+    max_chars: int = Field(10_000, ge=16, description="Characters of each document given to the model.")
 
 
 def effective_thresholds(cfg: LidConfig) -> dict[str, float]:
@@ -19,41 +38,43 @@ def effective_thresholds(cfg: LidConfig) -> dict[str, float]:
     return {**table, **cfg.thresholds}
 
 
-def build_lid(cfg: LidConfig) -> FastTextLID:
-    return FastTextLID(cfg.model_path, cfg.max_chars)
+@register
+class LidStage(DocumentStage[LidConfig]):
+    name = "lid"
+    config_model = LidConfig
+    order = 10
+    summary = "fastText language ID: annotate lid.lang/lid.score, keep-list, global or per-language thresholds."
 
+    def __init__(self, section: LidConfig, env: StageEnv) -> None:
+        super().__init__(section, env)
+        try:
+            self.lid = FastTextLID(section.model_path, section.max_chars)
+            self.per_lang = effective_thresholds(section)
+        except ModelError as exc:
+            raise StageError(f"lid: {exc}") from None
+        unknown = sorted(set(section.keep) - self.lid.labels)
+        if unknown:
+            raise StageError(f"lid.keep has languages the model does not know: {unknown} "
+                             f"(model {self.lid.model_path} has {len(self.lid.labels)} labels, "
+                             f"e.g. {sorted(self.lid.labels)[:8]})")
+        self.keep = frozenset(section.keep)
 
-def check_lid(cfg: LidConfig) -> FastTextLID:
-    """Load the model and check the keep-list against its labels: fail before any work."""
-    lid = build_lid(cfg)
-    unknown = sorted(set(cfg.keep) - lid.labels)
-    if unknown:
-        raise ValueError(f"lid.keep has languages the model does not know: {unknown} "
-                         f"(model {lid.model_path} has {len(lid.labels)} labels, e.g. {sorted(lid.labels)[:8]})")
-    return lid
-
-
-def language_id(docs: Iterable[Document], cfg: LidConfig, stats: StageStats,
-                lid: FastTextLID | None = None) -> Iterator[Document]:
-    lid = lid or build_lid(cfg)
-    keep = frozenset(cfg.keep)
-    per_lang = effective_thresholds(cfg)
-    default = cfg.threshold
-    for doc in docs:
-        n = doc.n_bytes
-        stats.take_in(n)
-        lang, score = lid.predict(doc.text)
-        doc.annotate(STAGE, "lang", lang)
-        doc.annotate(STAGE, "score", round(score, 4))
+    def apply(self, doc: Document) -> str | None:
+        lang, score = self.lid.predict(doc.text)
+        doc.annotate(self.name, "lang", lang)
+        doc.annotate(self.name, "score", round(score, 4))
         if lang == "und":
-            stats.drop("lid_no_text", n)
-            continue
-        stats.counters[f"lang:{lang}"] += 1
-        if keep and lang not in keep:
-            stats.drop("lid_language", n)
-            continue
-        if score < per_lang.get(lang, default):
-            stats.drop("lid_low_score", n)
-            continue
-        stats.keep(n)
-        yield doc
+            return "lid_no_text"
+        self.stats.counters[f"lang:{lang}"] += 1
+        if self.keep and lang not in self.keep:
+            return "lid_language"
+        if score < self.per_lang.get(lang, self.cfg.threshold):
+            return "lid_low_score"
+        return None
+
+    @classmethod
+    def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:
+        counters = stats.counters if stats else {}
+        langs = sorted(((k[5:], float(v)) for k, v in counters.items() if k.startswith("lang:")), key=lambda kv: -kv[1])
+        return section("languages", "Languages", bar_chart(langs, "documents per detected language "
+                                                                 "(before the keep-list)", chart_id="languages-chart"))

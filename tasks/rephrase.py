@@ -13,19 +13,72 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from winnow.config import RephraseConfig
+from pydantic import Field, model_validator
+
+from winnow.config import runtime_field
 from winnow.document import Document
-from winnow.rephrase_backends import Backend, Generation
-from winnow.shardio import _fs, write_bytes_atomic
+from winnow.rephrase_backends import Backend, Generation, OpenAIBackend, TransformersBackend, VLLMBackend
+from winnow.report import bar_chart, section
+from winnow.resume import ShardRef, ShardResult, derive_shard
+from winnow.shardio import filesystem, join, shard_name, write_bytes_atomic
+from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
+from winnow.tokenizer import load_tokenizer
 
 STAGE = "rephrase"
+REPHRASED_DIR = "rephrased"
+CHECKPOINT_DIR = "rephrase_checkpoints"
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class RephraseConfig(StageConfig):
+    enabled: bool = Field(False, description="WRAP: add LLM rephrasings of documents in the chosen styles.")
+    backend: Literal["openai", "transformers", "vllm"] = Field(
+        "openai", description="openai: an OpenAI-compatible server (vllm serve, SGLang, TGI, hosted API); "
+                              "transformers / vllm: a local model folder, in process.")
+    base_url: str | None = runtime_field(None, description="openai backend: e.g. http://127.0.0.1:8000/v1")
+    model: str | None = Field(None, description="Model name at the server, or the local model folder.")
+    api_key_env: str = runtime_field("OPENAI_API_KEY",
+                                     description="Environment variable holding the API key (if any).")
+    styles: list[str] = Field(default_factory=lambda: ["medium"],
+                              description="Styles to generate: easy, medium, hard, qa, or names from `templates`.")
+    templates: dict[str, str] = Field(default_factory=dict,
+                                      description="Extra styles: name -> prompt template containing {text}.")
+    chunk_tokens: int = Field(300, ge=16, description="Chunks of at most this many tokens, cut at sentence ends.")
+    synthetic_per_real: float = Field(1.0, ge=0.0, le=16.0,
+                                      description="Synthetic documents per real one in the output (1.0 = WRAP's 1:1).")
+    concurrency: int = runtime_field(64, ge=1, le=4096, description="openai backend: requests in flight.")
+    timeout_s: float = runtime_field(120.0, gt=0, description="openai backend: per-request timeout.")
+    max_retries: int = runtime_field(6, ge=0, le=50, description="openai backend: retries on 429/5xx/timeouts.")
+    max_new_tokens: int = Field(512, ge=1, description="Generation budget per chunk.")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature.")
+    batch_size: int = runtime_field(16, ge=1, description="transformers backend: prompts per forward batch.")
+    seed: int = Field(0, description="Sampling seed and the seed choosing which documents are rephrased.")
+    min_length_ratio: Score = Field(0.3, description="Outputs shorter than this share of the source chunk are "
+                                                     "degenerate.")
+    max_repeated_ngrams: Score = Field(0.3, description="Outputs whose 3-grams repeat more than this share are "
+                                                        "degenerate.")
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> RephraseConfig:
+        if self.enabled and not self.model:
+            raise ValueError(
+                "rephrase is enabled but has no model. Point it at one: start an OpenAI-compatible server "
+                "(e.g. `vllm serve MODEL --port 8000`) and set rephrase.base_url: http://127.0.0.1:8000/v1 and "
+                "rephrase.model: MODEL; or set rephrase.backend: transformers and rephrase.model: /path/to/model")
+        if self.enabled and self.backend == "openai" and not self.base_url:
+            raise ValueError("rephrase.backend openai needs rephrase.base_url (e.g. http://127.0.0.1:8000/v1)")
+        for name, template in self.templates.items():
+            if "{text}" not in template:
+                raise ValueError(f"rephrase.templates.{name} must contain {{text}}")
+        return self
 
 # The paper's prompts (Maini et al. 2024, appendix), one per style.
 STYLES: dict[str, str] = {
@@ -41,7 +94,8 @@ STYLES: dict[str, str] = {
 }
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n+")
-_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|sorry, but|i cannot|i can't|as an ai\b|i'm unable|i am unable)", re.I)
+_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|sorry, but|i cannot|i can't|as an ai\b|i'm unable|"
+                      r"i am unable)", re.I)
 
 
 def templates(cfg: RephraseConfig) -> dict[str, str]:
@@ -57,8 +111,6 @@ def template_hash(template: str) -> str:
 
 
 def token_counter() -> Callable[[str], int]:
-    from winnow.tokenizer import load_tokenizer
-
     tok = load_tokenizer(threads=1)
     return lambda text: len(tok.encode_batch([text])[0])
 
@@ -136,7 +188,7 @@ class Journal:
             self._fh = open(path, "a", encoding="utf-8")
 
     def _load(self) -> None:
-        fs, p = _fs(self.path, self.so)
+        fs, p = filesystem(self.path, self.so)
         files = [p] if self.local else sorted(fs.glob(p + ".part-*"))
         for f in files:
             if not fs.exists(f):
@@ -252,8 +304,8 @@ def rephrase_documents(docs: Iterable[Document], cfg: RephraseConfig, backend: B
                 break
             text = journal.done.get(key)
             bad = degenerate(chunk, text, cfg)
-            if bad:
-                reason = f"degenerate_{bad}"
+            if bad or text is None:
+                reason = f"degenerate_{bad or 'empty'}"
                 break
             outputs.append(text.strip())
         status = {"source_id": job.doc.id, "style": job.style, "chunks": len(job.chunks)}
@@ -276,8 +328,6 @@ def rephrase_documents(docs: Iterable[Document], cfg: RephraseConfig, backend: B
 
 
 def build_backend(cfg: RephraseConfig) -> Backend:
-    from winnow.rephrase_backends import OpenAIBackend, TransformersBackend, VLLMBackend
-
     if cfg.backend == "openai":
         return OpenAIBackend(cfg.base_url or "", cfg.model or "", os.environ.get(cfg.api_key_env), cfg.concurrency,
                              cfg.timeout_s, cfg.max_retries, max_tokens=cfg.max_new_tokens,
@@ -285,3 +335,69 @@ def build_backend(cfg: RephraseConfig) -> Backend:
     if cfg.backend == "transformers":
         return TransformersBackend(cfg.model or "", cfg.batch_size, cfg.max_new_tokens, cfg.temperature, cfg.seed)
     return VLLMBackend(cfg.model or "", cfg.max_new_tokens, cfg.temperature, cfg.seed)
+
+
+def rephrase_unit(source: ShardRef, out: str, checkpoint: str, cfg: RephraseConfig,
+                  storage_options: dict[str, Any] | None = None, rows_per_group: int = 2000) -> ShardResult:
+    """One shard: real documents + rephrasings. Chunks whose requests failed (server down, out
+    of retries) leave the shard unmarked, so the next run retries them; the journal keeps it
+    from asking again for the chunks that succeeded."""
+
+    def make_docs(docs: Iterable[Document], stats: StageStats) -> list[Document]:
+        journal = Journal(checkpoint, storage_options)
+        try:
+            out_docs, report = rephrase_documents(docs, cfg, build_backend(cfg), journal, stats)
+        finally:
+            journal.close()
+        parent, name = posixpath.split(out)
+        write_bytes_atomic(join(parent, "_report", name + ".jsonl"),
+                           "".join(json.dumps(r) + "\n" for r in report).encode(), storage_options)
+        return out_docs
+
+    return derive_shard(source, out, STAGE, RephraseStage.settings(cfg), make_docs, storage_options,
+                        rows_per_group, retry_if="rephrase_request_failed")
+
+
+@register
+class RephraseStage(CorpusStage[RephraseConfig]):
+    name = STAGE
+    config_model = RephraseConfig
+    order = 200
+    summary = "WRAP rephrasing: an instruction LLM rewrites documents in styles (OpenAI-compatible or in-process)."
+
+    @classmethod
+    def check(cls, section: RephraseConfig, env: StageEnv) -> None:
+        try:
+            templates(section)
+        except ValueError as exc:
+            raise StageError(str(exc)) from None
+
+    @classmethod
+    def run(cls, section: RephraseConfig, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:
+        outs = [join(ctx.output, REPHRASED_DIR, shard_name(k)) for k in range(len(inputs))]
+        checkpoints = [join(ctx.output, CHECKPOINT_DIR, shard_name(k, suffix=".jsonl")) for k in range(len(inputs))]
+        results = ctx.mapper.map(rephrase_unit, [
+            {"source": s, "out": o, "checkpoint": c, "cfg": section, "storage_options": ctx.storage_options,
+             "rows_per_group": ctx.rows_per_row_group} for s, o, c in zip(inputs, outs, checkpoints, strict=True)],
+            name="rephrase", label=lambda item: posixpath.basename(item["out"]))
+        stats = StageStats()
+        for r in results:
+            stats.merge(StageStats.from_dict(r.stats[STAGE]))
+        pending = sum(1 for r in results if r.ref is None)
+        if pending:
+            ctx.log(f"rephrase: {pending} shard(s) had failed requests and will be retried by the next run")
+        refs = [r.ref if r.ref is not None else ShardRef(o, "", 0) for r, o in zip(results, outs, strict=True)]
+        return CorpusResult(refs, {STAGE: stats}, {"rows": stats.docs_out, "pending_shards": pending},
+                            summary_key="rephrase", final_output=join(ctx.output, REPHRASED_DIR))
+
+    @classmethod
+    def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:
+        if stats is None:
+            return None
+        c = dict(stats.counters)
+        items = [("chunks requested", c.get("chunks_requested", 0)),
+                 ("chunks from checkpoint", c.get("chunks_from_checkpoint", 0)),
+                 ("synthetic documents", c.get("synthetic_documents", 0))]
+        items += [(f"failed: {r}", n) for r, n in stats.dropped_docs.most_common()]
+        items += [(f"error: {r}", n) for r, n in stats.errors.most_common()]
+        return section("rephrase", "Rephrasing", bar_chart(items, "rephrasing outcomes", chart_id="rephrase-chart"))

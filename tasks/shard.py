@@ -1,7 +1,8 @@
-"""One shard through the per-document stages: read -> [ingest] -> lid -> quality -> Parquet.
+"""One shard through the per-document stages: read -> [ingest] -> every enabled document stage
+-> Parquet, streamed in one pass (memory bounded by a Parquet row group, not by the shard).
 
-Per-document stages are chained as generators, so a shard streams through all of them in
-one pass with memory bounded by a Parquet row group, not by the shard.
+A task runs a batch of shards; each shard has its own output, done-marker and retries, so a
+killed or failed task redoes only its unfinished shards.
 """
 
 from __future__ import annotations
@@ -9,111 +10,158 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
+import traceback
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from winnow.config import WinnowConfig
+from winnow.config import PipelineConfig
 from winnow.document import Document
-from winnow.shardio import ShardWriter, input_format, mark_done, read_documents, read_done
+from winnow.resume import Marker, Mismatch, ShardRef, ShardResult, work_key
+from winnow.shardio import InputFile, ShardWriter, input_format
+from winnow.stage import DocumentStage, SourceStage, StageConfig, StageEnv, get
 from winnow.stats import StageStats
-
-from tasks import lid as lid_stage
-from tasks import quality as quality_stage
-from tasks.quality import Reject
-from tasks.ingest import STAGE as INGEST, ingest_warc
+from winnow.tasks.pipeline import document_stages, source_stages
 
 log = logging.getLogger("winnow")
-
-READ = "read"
-
-# (name, enabled?, run) in pipeline order. A stage is a plain function over documents.
-DocStage = Callable[[Iterable[Document], WinnowConfig, StageStats, "Reject | None"], Iterator[Document]]
-DOC_STAGES: list[tuple[str, Callable[[WinnowConfig], bool], DocStage]] = [
-    (lid_stage.STAGE, lambda c: c.lid.enabled, lambda d, c, s, r: lid_stage.language_id(d, c.lid, s)),
-    (quality_stage.STAGE, lambda c: c.quality.enabled, lambda d, c, s, r: quality_stage.quality(d, c.quality, s, r)),
-]
+DOCUMENTS_DIR = "documents"
+REJECTED_DIR = "rejected"
 
 
-def check_resources(cfg: WinnowConfig) -> None:
-    """Load every model the enabled stages need, so a bad path fails before any shard runs."""
-    if cfg.lid.enabled:
-        lid_stage.check_lid(cfg.lid)
-    if cfg.quality.enabled:
-        quality_stage.check_quality(cfg.quality)
-    if cfg.dedup.enabled and cfg.dedup.index:
-        from tasks.dedup import check_index
+@dataclass(frozen=True)
+class ShardJob:
+    index: int
+    inputs: tuple[InputFile, ...]
+    output: str
 
-        check_index(cfg.dedup, cfg.storage_options)
-    if cfg.rephrase.enabled:
-        from tasks.rephrase import templates
-
-        templates(cfg.rephrase)
-    if cfg.pack.enabled:
-        from tasks.pack import check_pack
-
-        check_pack(cfg.pack)
+    @property
+    def label(self) -> str:
+        return posixpath.basename(self.output)
 
 
-def run_stages(docs: Iterable[Document], cfg: WinnowConfig, stages: dict[str, StageStats],
-               on_reject: Reject | None = None) -> Iterator[Document]:
-    for name, enabled, run in DOC_STAGES:
-        if enabled(cfg):
-            docs = run(docs, cfg, stages.setdefault(name, StageStats()), on_reject)
-    return iter(docs)
+@dataclass(frozen=True)
+class ShardPlan:
+    """Everything a curate-shard task needs, and nothing else: the sections of the enabled
+    source and document stages (already validated), storage options, and the settings digest
+    that every shard's done-marker records."""
+
+    sources: tuple[tuple[str, StageConfig], ...]
+    stages: tuple[tuple[str, StageConfig], ...]
+    storage_options: dict[str, Any]
+    output: str
+    rows_per_row_group: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: PipelineConfig) -> ShardPlan:
+        sources = tuple((s.name, s.config_of(cfg)) for s in source_stages())
+        stages = tuple((s.name, s.config_of(cfg)) for s in document_stages() if s.is_enabled(cfg))
+        env = StageEnv(dict(cfg.storage_options), cfg.output)
+        # A dict per stage (not a list) so that a changed setting is reported by its dotted name.
+        settings = {
+            "sources": {name: get(name).settings(section, env) for name, section in sources},
+            "stages": {name: get(name).settings(section, env) for name, section in stages},
+            "order": [name for name, _ in stages],
+            "rejected": [name for name, section in stages if getattr(section, "write_rejected", False)],
+        }
+        return cls(sources, stages, dict(cfg.storage_options), cfg.output, cfg.rows_per_row_group, settings)
+
+    @property
+    def writes_rejected(self) -> bool:
+        return bool(self.settings["rejected"])
+
+    def key(self, job: ShardJob) -> str:
+        return work_key([[f.path, f.stamp] for f in job.inputs], self.settings)
 
 
-def process_shard(input_path: str | list[str], output_path: str, config: WinnowConfig | dict[str, Any]) -> dict[str, Any]:
-    """Process one input file (or a group of them, in order) into one output shard; return its
-    stats (``{stage: dict}``).
-
-    A shard whose done-marker exists for the same input is skipped and its recorded stats
-    returned, so reruns after a crash only redo unfinished shards.
-    """
-    cfg = config if isinstance(config, WinnowConfig) else WinnowConfig.model_validate(config)
-    so = cfg.storage_options
-    done = read_done(output_path, so)
-    if done is not None and done.get("input") == input_path:
-        return {"skipped": True, "stats": done["stats"], "rows": done.get("rows", 0)}
-
-    started = time.perf_counter()
-    stages: dict[str, StageStats] = {}
-    files = [input_path] if isinstance(input_path, str) else list(input_path)
-
-    def source() -> Iterator[Document]:
-        for path in files:
-            if input_format(path) == "warc":
-                yield from ingest_warc(path, cfg.ingest, stages.setdefault(INGEST, StageStats()), so)
-            else:
-                stats = stages.setdefault(READ, StageStats())
-                yield from _count_read(read_documents(path, stats, so), stats)
-
-    # Stage order in the stats: the source stage first.
-    stages[INGEST if input_format(files[0]) == "warc" else READ] = StageStats()
-    with ExitStack() as stack:
-        on_reject = None
-        if cfg.quality.enabled and cfg.quality.write_rejected:
-            rejected = stack.enter_context(ShardWriter(rejected_path(output_path), so,
-                                                       rows_per_group=cfg.rows_per_row_group))
-            on_reject = lambda doc, reason: rejected.write(doc)  # noqa: E731
-        writer = stack.enter_context(ShardWriter(output_path, so, rows_per_group=cfg.rows_per_row_group))
-        writer.write_all(run_stages(source(), cfg, stages, on_reject))
-    rows = writer.rows
-    next(iter(stages.values())).seconds = time.perf_counter() - started
-    serialised = {name: s.to_dict() for name, s in stages.items()}
-    mark_done(output_path, {"input": input_path, "rows": rows, "stats": serialised}, so)
-    return {"skipped": False, "stats": serialised, "rows": rows}
+@dataclass
+class ShardOutcome:
+    index: int
+    result: ShardResult | None
+    error: str | None = None
 
 
 def rejected_path(output_path: str) -> str:
     """OUTPUT/documents/part-N.parquet -> OUTPUT/rejected/part-N.parquet"""
     parent, name = posixpath.split(output_path)
-    return posixpath.join(posixpath.dirname(parent), "rejected", name)
+    return posixpath.join(posixpath.dirname(parent), REJECTED_DIR, name)
 
 
-def _count_read(docs: Iterable[Document], stats: StageStats) -> Iterator[Document]:
-    for d in docs:
-        n = d.n_bytes
-        stats.take_in(n)
-        stats.keep(n)
-        yield d
+def process_shard(job: ShardJob, plan: ShardPlan) -> ShardResult:
+    """One shard (one input file, or a group of small ones, in order) into one output shard.
+    Skipped when its done-marker was made from the same inputs with the same settings."""
+    key = plan.key(job)
+    marker = Marker(job.output, plan.storage_options)
+    done, mismatch = marker.check(key, plan.settings)
+    if done is not None:
+        return ShardResult(ShardRef(job.output, key, int(done["rows"])), done["stats"], skipped=True)
+    env = StageEnv(plan.storage_options, plan.output)
+    started = time.perf_counter()
+    stats: dict[str, StageStats] = {}
+    readers: dict[str, SourceStage[Any]] = {}
+    for name, section in plan.sources:
+        stage_cls = get(name)
+        assert issubclass(stage_cls, SourceStage)
+        for fmt in stage_cls.formats:
+            readers[fmt] = stage_cls(section, env)
+    # Stage order in the stats: the source stage first.
+    first = readers[input_format(job.inputs[0].path)]
+    stats[first.name] = StageStats()
+
+    def source() -> Iterator[Document]:
+        for f in job.inputs:
+            reader = readers[input_format(f.path)]
+            yield from reader.read(f.path, stats.setdefault(reader.name, StageStats()))
+
+    with ExitStack() as stack:
+        on_reject = None
+        if plan.writes_rejected:
+            rejected = stack.enter_context(ShardWriter(rejected_path(job.output), plan.storage_options,
+                                                       rows_per_group=plan.rows_per_row_group))
+            on_reject = lambda stage, doc, reason: rejected.write(doc)  # noqa: E731
+        writer = stack.enter_context(ShardWriter(job.output, plan.storage_options,
+                                                 rows_per_group=plan.rows_per_row_group))
+        docs: Iterable[Document] = source()
+        for name, section in plan.stages:
+            stage_cls = get(name)
+            assert issubclass(stage_cls, DocumentStage)
+            docs = stage_cls(section, env).run(docs, stats.setdefault(name, StageStats()), on_reject)
+        writer.write_all(docs)
+    elapsed = time.perf_counter() - started
+    # The source's time is the shard's wall time less the document stages' own time.
+    stats[first.name].seconds = max(0.0, elapsed - sum(s.seconds for n, s in stats.items() if n != first.name))
+    serialised = {name: s.to_dict() for name, s in stats.items()}
+    marker.write(key, {"inputs": [[f.path, f.stamp] for f in job.inputs], "rows": writer.rows,
+                       "stats": serialised}, plan.settings)
+    return ShardResult(ShardRef(job.output, key, writer.rows), serialised, mismatch=mismatch)
+
+
+def process_batch(jobs: list[ShardJob], plan: ShardPlan, retries: int = 1) -> list[ShardOutcome]:
+    """The shards of one task, each retried on its own: a failing shard never costs the others
+    their work, and the flow learns which shard failed and why."""
+    out: list[ShardOutcome] = []
+    for job in jobs:
+        for attempt in range(retries + 1):
+            try:
+                out.append(ShardOutcome(job.index, process_shard(job, plan)))
+                break
+            except Exception as exc:  # noqa: BLE001 - report the shard, keep the batch going
+                if attempt < retries:
+                    log.warning("shard %s failed (%s: %s); retrying", job.label, type(exc).__name__, exc)
+                    time.sleep(min(5.0, 0.5 * 2 ** attempt))
+                    continue
+                log.debug("shard %s failed:\n%s", job.label, traceback.format_exc())
+                out.append(ShardOutcome(job.index, None, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def mismatch_note(mismatches: list[Mismatch]) -> str | None:
+    """'3 finished shard(s) redone: settings changed: lid.keep ["en"] -> ["de"]', or None."""
+    if not mismatches:
+        return None
+    reasons: dict[str, int] = {}
+    for m in mismatches:
+        reasons[m.describe()] = reasons.get(m.describe(), 0) + 1
+    detail = "; ".join(f"{why}" + (f" ({n})" if len(reasons) > 1 else "") for why, n in reasons.items())
+    return f"{len(mismatches)} shard(s) from an earlier run redone: {detail}"

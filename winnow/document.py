@@ -9,8 +9,9 @@ from typing import Any
 
 import pyarrow as pa
 
-# Annotation values are JSON-encoded so that one map<string,string> column can carry
-# any stage's results (floats, lists, small dicts) without a schema change per stage.
+# Annotations are one JSON object per row (a string column): any stage's results (floats, lists,
+# small dicts) fit without a schema change per stage, and every reader handles a string column;
+# `datasets` cannot read Arrow's map type, which schema version 1 used.
 SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
@@ -20,9 +21,9 @@ SCHEMA = pa.schema(
         pa.field("source_file", pa.string()),
         pa.field("source_offset", pa.int64()),
         pa.field("content_type", pa.string()),
-        pa.field("annotations", pa.map_(pa.string(), pa.string())),
+        pa.field("annotations", pa.string()),
     ],
-    metadata={b"winnow.schema_version": b"1"},
+    metadata={b"winnow.schema_version": b"2"},
 )
 
 
@@ -55,9 +56,7 @@ def documents_to_table(docs: list[Document]) -> pa.Table:
         "source_file": [d.source_file for d in docs],
         "source_offset": [d.source_offset for d in docs],
         "content_type": [d.content_type for d in docs],
-        "annotations": [
-            [(k, json.dumps(v, ensure_ascii=False)) for k, v in d.annotations.items()] for d in docs
-        ],
+        "annotations": [json.dumps(d.annotations, ensure_ascii=False) if d.annotations else None for d in docs],
     }
     return pa.Table.from_pydict(columns, schema=SCHEMA)
 
@@ -77,7 +76,7 @@ def table_to_documents(table: pa.Table) -> list[Document]:
     )
     docs = []
     for i in range(n):
-        ann = annos[i]
+        ann = _annotations(annos[i])
         docs.append(
             Document(
                 id=str(ids[i]) if ids[i] is not None else "",
@@ -87,7 +86,17 @@ def table_to_documents(table: pa.Table) -> list[Document]:
                 source_file=files[i],
                 source_offset=offsets[i],
                 content_type=ctypes[i],
-                annotations={k: json.loads(v) for k, v in ann} if ann else {},
+                annotations=ann,
             )
         )
     return docs
+
+
+def _annotations(value: Any) -> dict[str, Any]:
+    """A row's annotations: a JSON object (schema 2) or key/JSON-value pairs (schema 1)."""
+    if not value:
+        return {}
+    if isinstance(value, str):
+        loaded = json.loads(value)
+        return loaded if isinstance(loaded, dict) else {}
+    return {k: json.loads(v) for k, v in value}

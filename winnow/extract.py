@@ -4,15 +4,15 @@ option: trafilatura with the settings datatrove uses for FineWeb."""
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
-from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 from resiliparse.extract.html2text import extract_plain_text
+from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 from resiliparse.parse.html import HTMLTree
 
 from winnow import boilerplate
-
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_:.\-]+)""", re.I)
 
@@ -78,13 +78,23 @@ def extract_resiliparse(html: str, cleanup: bool = True) -> str:
     return boilerplate.clean(text) if cleanup else text
 
 
-def extract_trafilatura(html: str) -> str:
-    import trafilatura
+_TRAFILATURA_LOCK = threading.Lock()
 
-    # Same options as datatrove's Trafilatura extractor (used for FineWeb).
-    text = trafilatura.extract(
-        html, favor_precision=True, include_comments=False, deduplicate=True
-    )
+
+def extract_trafilatura(html: str) -> str:
+    """trafilatura with the options datatrove uses for FineWeb, as a pure function of the page.
+
+    ``deduplicate=True`` drops text segments seen more than ``max_repetitions`` times in a
+    process-wide LRU cache, so a page's text depended on which pages the same process had
+    extracted before (shard order, runner, worker count). The cache is emptied before each page
+    (segments repeated within the page are still removed), under a lock because threads share it.
+    """
+    import trafilatura  # noqa: PLC0415 - heavy (lxml, htmldate, courlan); only for this extractor
+    from trafilatura.deduplication import LRU_TEST  # noqa: PLC0415 - as above
+
+    with _TRAFILATURA_LOCK:
+        LRU_TEST.clear()
+        text = trafilatura.extract(html, favor_precision=True, include_comments=False, deduplicate=True)
     return text or ""
 
 

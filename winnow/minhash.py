@@ -14,6 +14,8 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 # Letters, digits and underscore, as Python's \w; the same class in RE2 for the batch path.
@@ -148,19 +150,19 @@ def text_signatures(texts: Sequence[str], n: int, hasher: WordHasher, a: np.ndar
     the n-gram hashes are computed over the concatenated word hashes of the batch, keeping
     only windows that lie inside one document.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     split = pc.split_pattern_regex(pc.utf8_lower(pa.array(texts, type=pa.large_string())), _SEPARATORS_RE2)
     flat = pc.list_flatten(split)
     parent = pc.list_parent_indices(split).to_numpy()
     keep = pc.not_equal(pc.utf8_length(flat), 0)  # separators at the ends leave empty strings
     flat = pc.filter(flat, keep)
     parent = parent[keep.to_numpy(zero_copy_only=False)]
-    encoded = pc.dictionary_encode(flat).combine_chunks() if isinstance(flat, pa.ChunkedArray) else pc.dictionary_encode(flat)
+    encoded = pc.dictionary_encode(flat)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
     vocab_hashes = hasher(encoded.dictionary.to_pylist())
     flat_hashes = vocab_hashes[encoded.indices.to_numpy()] if len(encoded) else np.zeros(0, dtype=np.uint64)
-    counts = np.bincount(parent, minlength=len(texts)).astype(np.int64) if len(parent) else np.zeros(len(texts), np.int64)
+    counts = (np.bincount(parent, minlength=len(texts)).astype(np.int64) if len(parent)
+              else np.zeros(len(texts), np.int64))
     starts = np.concatenate(([0], np.cumsum(counts)[:-1])) if len(counts) else counts
     long_docs = counts >= n
     n_windows = np.where(long_docs, counts - n + 1, 0)

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
+
 
 @dataclass
 class Generation:
@@ -33,7 +35,8 @@ class Generation:
 class Backend(Protocol):
     model_name: str
 
-    def generate(self, prompts: list[str], on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
+    def generate(self, prompts: list[str],
+                 on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
         """Generate for every prompt; ``on_result(i, g)`` is called as each one completes."""
 
 
@@ -79,8 +82,6 @@ class OpenAIBackend:
     async def agenerate(self, prompts: list[str], on_result=None) -> list[Generation]:
         # aiohttp rather than httpx: at 64 requests in flight httpx's pool reached 17% of the
         # concurrency/latency bound on the benchmark, aiohttp about 95%.
-        import aiohttp
-
         results: list[Generation | None] = [None] * len(prompts)
         sem = asyncio.Semaphore(self.concurrency)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -99,8 +100,6 @@ class OpenAIBackend:
         return results  # type: ignore[return-value]
 
     async def _with_retries(self, session, prompt: str) -> Generation:
-        import aiohttp
-
         body: dict[str, Any] = {"model": self.model_name, "messages": [{"role": "user", "content": prompt}],
                                 "max_tokens": self.max_tokens, "temperature": self.temperature}
         if self.seed is not None:
@@ -130,7 +129,7 @@ class OpenAIBackend:
                 else:  # 4xx other than 429: the request itself is wrong; retrying will not help
                     self._count(f"http_{status}")
                     return Generation(None, f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}", attempt)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 last = "timeout"
                 self._count("timeout")
             except aiohttp.ClientError as exc:
@@ -150,8 +149,8 @@ class TransformersBackend:
     def __init__(self, model_path: str, batch_size: int = 16, max_new_tokens: int = 512,
                  temperature: float = 0.7, seed: int = 0, device: str | None = None) -> None:
         try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            import torch  # noqa: PLC0415 - optional 'rephrase' extra, GBs: only for this backend
+            from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - as above
         except ImportError as exc:
             raise RuntimeError("the transformers backend needs the 'rephrase' extra: "
                                "pip install 'winnow[rephrase]' (torch + transformers)") from exc
@@ -162,7 +161,8 @@ class TransformersBackend:
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, dtype=dtype).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True,
+                                                          dtype=dtype).to(self.device)  # type: ignore[arg-type]
         self.model.eval()
         self.model_name = model_path
         self.batch_size = batch_size
@@ -172,8 +172,9 @@ class TransformersBackend:
 
     def _format(self, prompt: str) -> str:
         if getattr(self.tok, "chat_template", None):
-            return self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                add_generation_prompt=True)
+            text: str = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                     add_generation_prompt=True)  # type: ignore[assignment]
+            return text
         return prompt
 
     def generate(self, prompts: list[str], on_result=None) -> list[Generation]:
@@ -205,7 +206,7 @@ class VLLMBackend:
     def __init__(self, model_path: str, max_new_tokens: int = 512, temperature: float = 0.7, seed: int = 0,
                  **engine_args: Any) -> None:
         try:
-            from vllm import LLM, SamplingParams
+            from vllm import LLM, SamplingParams  # noqa: PLC0415 - optional, GPU-only
         except ImportError as exc:
             raise RuntimeError("the vllm backend needs vLLM installed (pip install vllm)") from exc
         self.llm = LLM(model=model_path, seed=seed, **engine_args)

@@ -1,16 +1,22 @@
 """`winnow report OUTPUT`: one self-contained HTML page (inline SVG, no scripts, no network)
-built from a run's summary.json: the funnel per stage and per rule, languages, document
-lengths before/after filtering, duplicate-cluster sizes, packing and rephrasing outcomes."""
+built from a run's summary.json: the funnel per stage and per rule and document lengths
+before/after filtering, then each stage's own section (languages, duplicate clusters, packing,
+rephrasing, ...: ``Stage.report_section``, drawn with the helpers here)."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import html
 import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from winnow.shardio import join, read_bytes, write_bytes_atomic
+from winnow.shardio import StorageOptions, join, read_bytes, write_bytes_atomic
 from winnow.stats import StageStats, funnel_rows
+
+# (stage name, kind, section builder) as the registry gives them; the report module itself
+# knows no stage.
+SectionBuilder = Callable[[StageStats | None, Mapping[str, Any]], str | None]
 
 REPORT_NAME = "report.html"
 _COLORS = {"in": "#9aa7b8", "out": "#2c7be5", "drop": "#e5533c", "bar": "#2c7be5"}
@@ -96,7 +102,11 @@ def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
     return {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
 
 
-def _table(rows: list[dict[str, Any]], table_id: str) -> str:
+def section(section_id: str, title: str, body: str) -> str:
+    return f'<section id="{_esc(section_id)}"><h2>{_esc(title)}</h2>{body}</section>'
+
+
+def table(rows: Sequence[Mapping[str, Any]], table_id: str) -> str:
     if not rows:
         return ""
     cols = list(rows[0])
@@ -105,79 +115,47 @@ def _table(rows: list[dict[str, Any]], table_id: str) -> str:
     return f'<table id="{_esc(table_id)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def build_report(summary: dict[str, Any]) -> str:
-    stages = {name: StageStats.from_dict(d) for name, d in summary.get("stages", {}).items()}
+def build_report(summary: dict[str, Any], stages: Sequence[tuple[str, str, SectionBuilder]] = ()) -> str:
+    """The page for a run's summary; ``stages`` are (name, kind, report_section) in pipeline order."""
+    stats = {name: StageStats.from_dict(d) for name, d in summary.get("stages", {}).items()}
     sections: list[str] = []
 
     # Funnel: documents into and out of each stage, then every removal reason.
-    funnel = []
-    for name, s in stages.items():
+    funnel: list[tuple[str, float]] = []
+    for name, s in stats.items():
         funnel += [(f"{name}: in", s.docs_in), (f"{name}: out", s.docs_out)]
-    sections.append('<section id="funnel"><h2>Funnel</h2>'
-                    + bar_chart(funnel, "documents into / out of each stage", chart_id="funnel-chart", max_items=40)
-                    + _table(funnel_rows(stages), "funnel-table") + "</section>")
-    drops = sorted(((f"{name}: {reason}", n) for name, s in stages.items() for reason, n in s.dropped_docs.items()),
-                   key=lambda kv: -kv[1])
-    sections.append('<section id="rules"><h2>Why documents were removed</h2>'
-                    + bar_chart(drops, "documents removed, per stage and rule", color=_COLORS["drop"],
-                                chart_id="rules-chart", max_items=40) + "</section>")
+    sections.append(section("funnel", "Funnel",
+                            bar_chart(funnel, "documents into / out of each stage", chart_id="funnel-chart",
+                                      max_items=40) + table(funnel_rows(stats), "funnel-table")))
+    drops = sorted(((f"{name}: {reason}", float(n)) for name, s in stats.items()
+                    for reason, n in s.dropped_docs.items()), key=lambda kv: -kv[1])
+    sections.append(section("rules", "Why documents were removed",
+                            bar_chart(drops, "documents removed, per stage and rule", color=_COLORS["drop"],
+                                      chart_id="rules-chart", max_items=40)))
+    for name, kind, build in stages:
+        if kind != "corpus":
+            part = build(stats.get(name), summary)
+            if part:
+                sections.append(part)
 
-    lid = stages.get("lid")
-    langs = sorted(_prefixed(dict(lid.counters), "lang:").items(), key=lambda kv: -kv[1]) if lid else []
-    sections.append('<section id="languages"><h2>Languages</h2>'
-                    + bar_chart(langs, "documents per detected language (before the keep-list)",
-                                chart_id="languages-chart") + "</section>")
-
-    first = next(iter(stages.values()), None)
-    filtered = stages.get("quality") or stages.get("lid")
+    first = next(iter(stats.values()), None)
+    doc_stages = [name for name, kind, _ in stages if kind == "document" and name in stats]
+    filtered = stats[doc_stages[-1]] if doc_stages else None
     series: dict[str, dict[int, int]] = {}
     if first is not None:
         series["before filtering"] = {int(k): v for k, v in _prefixed(dict(first.counters), "len_out:").items()}
     if filtered is not None:
         series["after filtering"] = {int(k): v for k, v in _prefixed(dict(filtered.counters), "len_out:").items()}
-    sections.append('<section id="lengths"><h2>Document lengths</h2>'
-                    + histogram(series, "documents per text length (UTF-8 bytes, power-of-two buckets)",
-                                "lengths-chart") + "</section>")
+    sections.append(section("lengths", "Document lengths",
+                            histogram(series, "documents per text length (UTF-8 bytes, power-of-two buckets)",
+                                      "lengths-chart")))
+    for name, kind, build in stages:
+        if kind == "corpus":
+            part = build(stats.get(name), summary)
+            if part:
+                sections.append(part)
 
-    dedup = stages.get("dedup")
-    if dedup is not None:
-        info = summary.get("dedup") or {}
-        sizes = sorted((int(k), v) for k, v in (info.get("cluster_size_histogram") or {}).items())
-        sections.append('<section id="dedup"><h2>Near-duplicate clusters</h2>'
-                        f'<p>{info.get("clusters", 0):,} clusters holding {info.get("documents_in_clusters", 0):,} '
-                        f'documents; {info.get("removed", 0):,} removed.</p>'
-                        + bar_chart([(f"size {k}", v) for k, v in sizes], "clusters per cluster size",
-                                    chart_id="dedup-chart") + "</section>")
-
-    packed = summary.get("packed")
-    pack = stages.get("pack")
-    if packed:
-        c = dict(pack.counters) if pack else {}
-        rows = [{"what": "sequences", "value": f"{packed['sequences']:,} x {packed['seq_len']:,} tokens"},
-                {"what": "tokens", "value": f"{packed['tokens']:,}"},
-                {"what": "padding", "value": f"{100 * packed['padding_fraction']:.3f}% "
-                                             f"({c.get('padding_tokens', 0):,} tokens)"},
-                {"what": "documents split (longer than a sequence)", "value": f"{packed['truncated_documents']:,}"},
-                {"what": "strategy / tokenizer", "value": f"{packed['strategy']} / {packed['tokenizer']}"},
-                {"what": "output", "value": packed.get("output", "")}]
-        fill = 100 * (1 - packed["padding_fraction"])
-        sections.append('<section id="packing"><h2>Packing</h2>'
-                        + bar_chart([("tokens of documents", fill), ("padding", 100 - fill)],
-                                    "share of sequence positions (%)", unit="%", chart_id="packing-chart")
-                        + _table(rows, "packing-table") + "</section>")
-
-    reph = stages.get("rephrase")
-    if reph is not None:
-        c = dict(reph.counters)
-        items = [("chunks requested", c.get("chunks_requested", 0)),
-                 ("chunks from checkpoint", c.get("chunks_from_checkpoint", 0)),
-                 ("synthetic documents", c.get("synthetic_documents", 0))]
-        items += [(f"failed: {r}", n) for r, n in reph.dropped_docs.most_common()]
-        items += [(f"error: {r}", n) for r, n in reph.errors.most_common()]
-        sections.append('<section id="rephrase"><h2>Rephrasing</h2>'
-                        + bar_chart(items, "rephrasing outcomes", chart_id="rephrase-chart") + "</section>")
-
-    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     failed = summary.get("shards_failed", 0)
     header = (f'<p id="overview">Output <code>{_esc(summary.get("output", ""))}</code>: '
               f'<b>{summary.get("rows", 0):,}</b> documents from {summary.get("shards", 0):,} shards '
@@ -201,12 +179,13 @@ td, th {{ border: 1px solid #ddd; padding: 2px 6px; text-align: right; }} td:nth
 """
 
 
-def write_report(output: str, storage_options: dict[str, Any] | None = None) -> str:
+def write_report(output: str, storage_options: StorageOptions = None,
+                 stages: Sequence[tuple[str, str, SectionBuilder]] = ()) -> str:
     """Build OUTPUT/report.html from OUTPUT/summary.json; returns its path."""
     try:
         summary = json.loads(read_bytes(join(output, "summary.json"), storage_options))
     except FileNotFoundError:
         raise ReportError(f"{output}: no summary.json; is this the output folder of a finished winnow run?") from None
     path = join(output, REPORT_NAME)
-    write_bytes_atomic(path, build_report(summary).encode("utf-8"), storage_options)
+    write_bytes_atomic(path, build_report(summary, stages).encode("utf-8"), storage_options)
     return path

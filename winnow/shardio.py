@@ -1,23 +1,24 @@
-"""The one shard reader/writer: WARC, JSONL(.gz) and Parquet in; Parquet (zstd) out.
+"""The one IO layer: listing inputs, reading documents, writing shards atomically.
 
 Every path goes through fsspec, so local paths and ``s3://bucket/key`` work the same way.
-Writes are atomic: data goes to a hidden temp file that is renamed into place, and a shard
-only counts as finished once its done-marker (which also carries its stats) exists.
+Writes are atomic: data goes to a hidden temp file beside the final one and is renamed into
+place (on object stores the copy appears whole). Whether a shard is finished, and with which
+settings, is the business of :mod:`winnow.resume`.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import posixpath
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, BinaryIO
 
 import fsspec
 import pyarrow as pa
@@ -32,11 +33,134 @@ from winnow.warc import parse_warc_date
 WARC_SUFFIXES = (".warc", ".warc.gz", ".warc.zst")  # ARC (pre-2009 format) is not supported
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz")
 PARQUET_SUFFIXES = (".parquet",)
-DONE_DIR = "_done"
+WET_WAT_SUFFIXES = (".wet.gz", ".wat.gz", ".wet", ".wat")
+StorageOptions = dict[str, Any] | None
 
 
 class InputError(ValueError):
-    """An input path that cannot be used (missing, unsupported format)."""
+    """An input path that cannot be used (missing, unsupported format, unreachable storage)."""
+
+
+class StorageError(ValueError):
+    """Storage that cannot be used as configured (no credentials, unreachable, no such bucket)."""
+
+
+# ----------------------------------------------------------------------------- file systems
+
+
+def filesystem(path: str, storage_options: StorageOptions = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec file system of ``path`` and the path inside it."""
+    fs, inner = url_to_fs(path, **(storage_options or {}))
+    return fs, inner
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def ensure_parent(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Create the parent folder of ``path`` on a local disk. Object stores need none, and s3fs'
+    makedirs would create a missing (e.g. mistyped) bucket."""
+    if is_local(fs):
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+
+
+def join(base: str, *parts: str) -> str:
+    return posixpath.join(base.rstrip("/"), *parts) if "://" in base else os.path.join(base, *parts)
+
+
+def describe_storage_error(exc: BaseException, url: str) -> str | None:
+    """One line for the storage failures people hit (credentials, endpoint, bucket), or None
+    when ``exc`` is not one of them."""
+    name = type(exc).__name__
+    text = str(exc).splitlines()[0] if str(exc) else name
+    scheme = url.split("://", 1)[0] if "://" in url else "file"
+    bucket = url.split("://", 1)[1].split("/", 1)[0] if "://" in url else ""
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return (f"{url}: no {scheme.upper()} credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                "AWS_PROFILE, or storage_options {key: ..., secret: ...}, or {anon: true} for a public bucket)")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionRefusedError",
+                "ServerDisconnectedError", "ReadTimeoutError", "ConnectionClosedError"):
+        return f"{url}: cannot reach the storage endpoint ({text}); check storage_options endpoint_url and the network"
+    if isinstance(exc, PermissionError) or "AccessDenied" in text or "Forbidden" in text or \
+            name in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return f"{url}: access denied ({text}); check the credentials and the bucket policy"
+    if "NoSuchBucket" in text or "bucket does not exist" in text.lower() or name == "NoSuchBucket":
+        return f"{url}: bucket {bucket!r} does not exist (winnow never creates buckets)"
+    return None
+
+
+def storage_call(url: str, what: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` (a listing or a probe of ``url``), turning storage failures into one-line
+    :class:`StorageError` messages instead of tracebacks from deep inside botocore."""
+    try:
+        return fn()
+    except (InputError, StorageError):
+        raise
+    except Exception as exc:
+        message = describe_storage_error(exc, url)
+        if message is None:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            message = f"{url}: cannot {what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise StorageError(message) from None
+
+
+def check_writable(output: str, storage_options: StorageOptions = None) -> None:
+    """Fail in one line, before any work, when ``output`` cannot be written: a path that is a
+    file, a read-only or pseudo file system, missing credentials, an unreachable endpoint, a
+    bucket that does not exist (never created: a typo must not make a new bucket)."""
+    fs, root = storage_call(output, "open the output", lambda: filesystem(output, storage_options))
+    probe = posixpath.join(root.rstrip("/"), f".winnow-probe-{uuid.uuid4().hex[:8]}")
+    if is_local(fs):
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise StorageError(f"output {output} is a file, not a folder")
+        try:
+            os.makedirs(root, exist_ok=True)
+            with open(probe, "wb") as fh:
+                fh.write(b"")
+            os.unlink(probe)
+        except OSError as exc:
+            raise StorageError(f"cannot write to output {output}: {exc.strerror or exc}") from None
+        return
+
+    def write_and_remove() -> None:
+        fs.pipe_file(probe, b"")
+        fs.rm_file(probe)
+
+    storage_call(output, "write to the output", write_and_remove)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """An input file as the listing saw it. ``stamp`` changes when the file does (size plus
+    ETag or modification time), so done-markers notice a replaced input."""
+
+    path: str
+    size: int
+    stamp: str
+
+
+@dataclass
+class Listing:
+    files: list[InputFile]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+
+    def skipped_summary(self, limit: int = 3) -> str | None:
+        """'skipped 4 file(s): 3 unsupported format (.txt, .html), 1 WET/WAT (no HTML)', or None."""
+        if not self.skipped:
+            return None
+        by_reason: dict[str, list[str]] = {}
+        for path, why in self.skipped:
+            by_reason.setdefault(why, []).append(path)
+        parts = []
+        for why, paths in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+            shown = ", ".join(posixpath.basename(p) for p in paths[:limit]) + (", ..." if len(paths) > limit else "")
+            parts.append(f"{len(paths)} {why} ({shown})")
+        return f"skipped {len(self.skipped)} file(s): " + "; ".join(parts)
 
 
 def input_format(path: str) -> str:
@@ -53,68 +177,83 @@ def input_format(path: str) -> str:
     )
 
 
-def _protocol_prefix(original: str) -> str:
-    return original.split("://", 1)[0] + "://" if "://" in original else ""
+def _skip_reason(path: str) -> str | None:
+    name = posixpath.basename(path).lower()
+    if name.startswith((".", "_")):
+        return "hidden or metadata file"
+    if name.endswith(WET_WAT_SUFFIXES) or ".wet." in name or ".wat." in name:
+        return "WET/WAT file (no HTML)"
+    try:
+        input_format(path)
+    except InputError:
+        return "unsupported format"
+    return None
 
 
-def list_inputs(patterns: Iterable[str], storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Expand files, directories and globs into a sorted, de-duplicated list of input files.
+def _stamp(info: dict[str, Any]) -> str:
+    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
+    return f"{info.get('size', 0)}:{str(version).strip(chr(34))}"
 
-    Directories are searched recursively for files of a supported format. Files named
-    explicitly must have a supported suffix. WET/WAT files are skipped: they hold no HTML.
-    """
-    found: set[str] = set()
+
+def list_inputs(patterns: Iterable[str], storage_options: StorageOptions = None) -> Listing:
+    """Expand files, directories (recursive) and globs into a sorted list of input files, with
+    sizes and change stamps taken from the listing itself (one request per folder on S3, not
+    one per file). Files that cannot be inputs are reported in ``skipped`` with the reason;
+    naming one explicitly, or a pattern that matches nothing usable, is an error."""
+    found: dict[str, InputFile] = {}
+    skipped: list[tuple[str, str]] = []
     for pattern in patterns:
-        fs, root = url_to_fs(pattern, **(storage_options or {}))
-        prefix = _protocol_prefix(pattern)
-        if any(c in root for c in "*?["):
-            matches = fs.glob(root)
-        elif fs.isdir(root):
-            matches = [p for p in fs.find(root) if _supported(p)]
-        elif fs.exists(root):
-            input_format(root)  # raises with a clear message
-            matches = [root]
-        else:
+        fs, root = filesystem(pattern, storage_options)
+        prefix = pattern.split("://", 1)[0] + "://" if "://" in pattern else ""
+
+        def listed(root: str = root, fs: fsspec.AbstractFileSystem = fs,
+                   pattern: str = pattern) -> dict[str, dict[str, Any]]:
+            if any(c in root for c in "*?["):
+                return dict(fs.glob(root, detail=True))
+            if fs.isdir(root):
+                return dict(fs.find(root, detail=True))
+            if fs.exists(root):
+                input_format(root)  # a file named explicitly must be readable as input
+                return {root: fs.info(root)}
             raise InputError(f"{pattern}: no such file or directory")
-        matches = [m for m in matches if _supported(m) and not _is_wet_or_wat(m)]
-        if not matches:
-            raise InputError(f"{pattern}: matched no WARC, JSONL or Parquet files")
-        found.update(prefix + m if prefix and not m.startswith(prefix) else m for m in matches)
-    return sorted(found)
+
+        entries = storage_call(pattern, "list the input", listed)
+        usable = 0
+        for path, info in sorted(entries.items()):
+            if info.get("type") == "directory":
+                continue
+            full = prefix + path if prefix and not path.startswith(prefix) else path
+            why = _skip_reason(path)
+            if why:
+                skipped.append((full, why))
+                continue
+            usable += 1
+            found[full] = InputFile(full, int(info.get("size") or 0), _stamp(info))
+        if not usable:
+            raise InputError(f"{pattern}: matched no WARC, JSONL or Parquet files"
+                             + (f" ({Listing([], skipped).skipped_summary()})" if skipped else ""))
+    return Listing([found[k] for k in sorted(found)], skipped)
 
 
-def group_inputs(paths: list[str], target_mb: float, storage_options: dict[str, Any] | None = None
-                 ) -> list[list[str]]:
-    """Consecutive files grouped until a group holds ``target_mb`` MB (0: one file per group)."""
+def group_inputs(files: Sequence[InputFile], target_mb: float) -> list[list[InputFile]]:
+    """Consecutive files grouped until a group holds ``target_mb`` MB (0: one file per group);
+    sizes come from the listing."""
     if target_mb <= 0:
-        return [[p] for p in paths]
-    groups: list[list[str]] = []
+        return [[f] for f in files]
+    groups: list[list[InputFile]] = []
     size = 0.0
-    for p in paths:
-        fs, path = url_to_fs(p, **(storage_options or {}))
-        n = fs.size(path) / 1e6
+    for f in files:
+        n = f.size / 1e6
         if not groups or size + n > target_mb:
             groups.append([])
             size = 0.0
-        groups[-1].append(p)
+        groups[-1].append(f)
         size += n
     return groups
 
 
-def _supported(path: str) -> bool:
-    try:
-        input_format(path)
-        return True
-    except InputError:
-        return False
-
-
-def _is_wet_or_wat(path: str) -> bool:
-    return path.lower().endswith((".wet.gz", ".wat.gz", ".warc.wet.gz", ".warc.wat.gz", ".wet", ".wat"))
-
-
 @contextmanager
-def open_binary(path: str, storage_options: dict[str, Any] | None = None) -> Iterator[io.BufferedIOBase]:
+def open_binary(path: str, storage_options: StorageOptions = None) -> Iterator[BinaryIO]:
     if "://" not in path or path.startswith("file://"):
         local = path[len("file://"):] if path.startswith("file://") else path
         with open(local, "rb", buffering=1 << 20) as fh:  # native IO: the hot path for local crawls
@@ -128,11 +267,11 @@ def stable_id(*parts: object) -> str:
     return hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()
 
 
-def read_jsonl(path: str, stats: StageStats, storage_options: dict[str, Any] | None = None,
+def read_jsonl(path: str, stats: StageStats, storage_options: StorageOptions = None,
                text_field: str = "text", id_field: str = "id") -> Iterator[Document]:
     """JSON lines -> Documents. Unknown scalar fields are kept as ``meta.*`` annotations."""
     with open_binary(path, storage_options) as raw:
-        fh = gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw
+        fh: Any = gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw
         line_no = 0
         try:
             for line_no, line in enumerate(fh, 1):
@@ -155,13 +294,12 @@ def read_jsonl(path: str, stats: StageStats, storage_options: dict[str, Any] | N
                     if k not in (text_field, id_field, "url", "crawl_date", "date")
                     and isinstance(v, (str, int, float, bool))
                 }
+                date = obj.get("crawl_date") or obj.get("date")
                 yield Document(
                     id=str(doc_id) if doc_id is not None else stable_id(path, line_no),
                     text=obj[text_field],
                     url=obj.get("url") if isinstance(obj.get("url"), str) else None,
-                    crawl_date=parse_warc_date(obj.get("crawl_date") or obj.get("date")
-                                               if isinstance(obj.get("crawl_date") or obj.get("date"), str)
-                                               else None),
+                    crawl_date=parse_warc_date(date if isinstance(date, str) else None),
                     source_file=path,
                     source_offset=line_no,
                     annotations=meta,
@@ -170,7 +308,7 @@ def read_jsonl(path: str, stats: StageStats, storage_options: dict[str, Any] | N
             stats.error("corrupt_input", f"{path}: {exc} (after line {line_no}; earlier lines kept)")
 
 
-def read_parquet(path: str, stats: StageStats, storage_options: dict[str, Any] | None = None,
+def read_parquet(path: str, stats: StageStats, storage_options: StorageOptions = None,
                  batch_size: int = 1024) -> Iterator[Document]:
     try:
         with open_binary(path, storage_options) as fh:
@@ -184,9 +322,10 @@ def read_parquet(path: str, stats: StageStats, storage_options: dict[str, Any] |
         stats.error("corrupt_input", f"{path}: {exc}")
 
 
-def read_documents(path: str, stats: StageStats,
-                   storage_options: dict[str, Any] | None = None) -> Iterator[Document]:
-    """Documents from a JSONL or Parquet shard (WARC needs the ingest stage: see tasks.ingest)."""
+def read_documents(path: str, stats: StageStats | None = None,
+                   storage_options: StorageOptions = None) -> Iterator[Document]:
+    """Documents from a JSONL or Parquet shard (WARC needs the ingest stage)."""
+    stats = stats if stats is not None else StageStats()
     fmt = input_format(path)
     if fmt == "jsonl":
         return read_jsonl(path, stats, storage_options)
@@ -195,118 +334,158 @@ def read_documents(path: str, stats: StageStats,
     raise InputError(f"{path}: WARC input must go through the ingest stage")
 
 
-# ----------------------------------------------------------------------------- output side
+def read_bytes(path: str, storage_options: StorageOptions = None) -> bytes:
+    fs, p = filesystem(path, storage_options)
+    data: bytes = fs.cat_file(p)
+    return data
+
+
+# ----------------------------------------------------------------------------- atomic writes
 
 
 def shard_name(index: int, prefix: str = "part", suffix: str = ".parquet") -> str:
     return f"{prefix}-{index:05d}{suffix}"
 
 
-def join(base: str, *parts: str) -> str:
-    return posixpath.join(base.rstrip("/"), *parts) if "://" in base else os.path.join(base, *parts)
-
-
-def _fs(path: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    return url_to_fs(path, **(storage_options or {}))
-
-
-def _temp_path(final: str) -> str:
+def temp_path(final: str) -> str:
     """Hidden sibling of ``final`` that a write goes to first (``remove_stale_temp_files`` knows
     the pattern)."""
     parent, name = posixpath.split(final)
     return posixpath.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
 
 
-def _discard(fs: fsspec.AbstractFileSystem, tmp: str) -> None:
+def discard(fs: fsspec.AbstractFileSystem, tmp: str) -> None:
     """Remove a failed write's temp file, best effort: the error being raised says more."""
     try:
         if fs.exists(tmp):
             fs.rm_file(tmp)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - best effort
         pass
 
 
-def _atomic_put(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
-    if isinstance(fs, LocalFileSystem):
+def atomic_put(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
+    """Move a finished temp file to its final name."""
+    if is_local(fs):
         os.replace(tmp, final)
     else:
         # Object stores have no rename; mv is copy+delete and the copy appears atomically.
         fs.mv(tmp, final)
 
 
-class ShardWriter:
-    """Stream Documents into one Parquet file, flushing a row group every ``rows_per_group``.
+def write_bytes_atomic(path: str, data: bytes, storage_options: StorageOptions = None) -> None:
+    fs, final = filesystem(path, storage_options)
+    ensure_parent(fs, final)
+    tmp = temp_path(final)
+    try:
+        with fs.open(tmp, "wb") as fh:
+            fh.write(data)
+        atomic_put(fs, tmp, final)
+    except BaseException:  # a full disk or a lost connection: leave no temp file behind
+        discard(fs, tmp)
+        raise
 
-    Use as a context manager: on success the temp file is renamed into place; on error it
-    is removed and nothing is left at the final path.
-    """
 
-    def __init__(self, path: str, storage_options: dict[str, Any] | None = None,
-                 rows_per_group: int = 2000, max_group_bytes: int = 64 << 20,
-                 schema: pa.Schema = SCHEMA) -> None:
+def write_table_atomic(table: pa.Table, path: str, storage_options: StorageOptions = None, **kwargs: Any) -> None:
+    """A whole Parquet table (zstd) written atomically."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", **kwargs)
+    write_bytes_atomic(path, sink.getvalue().to_pybytes(), storage_options)
+
+
+def read_table(path: str, storage_options: StorageOptions = None) -> pa.Table:
+    fs, p = filesystem(path, storage_options)
+    with fs.open(p, "rb") as fh:
+        return pq.read_table(fh)
+
+
+class ParquetShardWriter:
+    """Stream rows into one Parquet file of ``schema``: buffered items become a row group every
+    ``rows_per_group`` rows or ``max_group_bytes``; ``to_table(items)`` turns a buffer into an
+    Arrow table. Use as a context manager: on success the temp file is renamed into place; on
+    error it is removed and nothing is left at the final path."""
+
+    def __init__(self, path: str, schema: pa.Schema, to_table: Callable[[list[Any]], pa.Table],
+                 storage_options: StorageOptions = None, rows_per_group: int = 2000,
+                 max_group_bytes: int = 64 << 20, size_of: Callable[[Any], int] = lambda _: 0) -> None:
         self.path = path
-        self.fs, self._final = _fs(path, storage_options)
-        self.fs.makedirs(posixpath.dirname(self._final), exist_ok=True)
-        self._tmp = _temp_path(self._final)
+        self.fs, self._final = filesystem(path, storage_options)
+        ensure_parent(self.fs, self._final)
+        self._tmp = temp_path(self._final)
+        self.schema = schema
         self.rows_per_group = rows_per_group
         self.max_group_bytes = max_group_bytes
-        self.schema = schema
+        self._to_table = to_table
+        self._size_of = size_of
         self.rows = 0
-        self._buf: list[Document] = []
+        self._buf: list[Any] = []
         self._buf_bytes = 0
-        self._fh = None
+        self._fh: Any = None
         self._writer: pq.ParquetWriter | None = None
 
-    def __enter__(self) -> ShardWriter:
+    def __enter__(self) -> ParquetShardWriter:
         self._fh = self.fs.open(self._tmp, "wb")
         self._writer = pq.ParquetWriter(self._fh, self.schema, compression="zstd")
         return self
 
-    def write(self, doc: Document) -> None:
-        self._buf.append(doc)
-        self._buf_bytes += len(doc.text)
+    def write(self, item: Any) -> None:
+        self._buf.append(item)
+        self._buf_bytes += self._size_of(item)
         if len(self._buf) >= self.rows_per_group or self._buf_bytes >= self.max_group_bytes:
-            self._flush()
+            self.flush()
 
-    def write_all(self, docs: Iterable[Document]) -> int:
-        for d in docs:
-            self.write(d)
+    def write_all(self, items: Iterable[Any]) -> int:
+        for item in items:
+            self.write(item)
         return self.rows
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._buf:
             assert self._writer is not None
-            self._writer.write_table(documents_to_table(self._buf))
+            self._writer.write_table(self._to_table(self._buf))
             self.rows += len(self._buf)
             self._buf, self._buf_bytes = [], 0
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         ok = exc_type is None
         try:
             try:
                 if ok:
-                    self._flush()
+                    self.flush()
                 if self._writer is not None:
                     self._writer.close()
             finally:
                 if self._fh is not None:
                     self._fh.close()
             if ok:
-                _atomic_put(self.fs, self._tmp, self._final)
+                atomic_put(self.fs, self._tmp, self._final)
         except BaseException:
             ok = False  # e.g. the disk filled up while the footer was written
             raise
         finally:
             if not ok:
-                _discard(self.fs, self._tmp)
+                discard(self.fs, self._tmp)
 
 
-def remove_stale_temp_files(root: str, storage_options: dict[str, Any] | None = None) -> int:
+class ShardWriter(ParquetShardWriter):
+    """A Parquet shard of Documents (the one document schema)."""
+
+    def __init__(self, path: str, storage_options: StorageOptions = None, rows_per_group: int = 2000,
+                 max_group_bytes: int = 64 << 20) -> None:
+        super().__init__(path, SCHEMA, documents_to_table, storage_options, rows_per_group, max_group_bytes,
+                         size_of=lambda d: len(d.text))
+
+    def __enter__(self) -> ShardWriter:
+        super().__enter__()
+        return self
+
+
+def remove_stale_temp_files(root: str, storage_options: StorageOptions = None) -> int:
     """Delete the hidden temp files (``.NAME.tmp-XXXX``) a killed run left under ``root``.
 
-    Only safe when no other run writes to ``root`` at the same time (one run per output folder).
-    """
-    fs, path = _fs(root, storage_options)
+    Only safe when no other run writes to ``root`` at the same time: the caller holds the
+    output lock (:mod:`winnow.lock`)."""
+    fs, path = filesystem(root, storage_options)
     if not fs.exists(path):
         return 0
     entries = fs.find(path, withdirs=True, detail=True)
@@ -323,49 +502,29 @@ def remove_stale_temp_files(root: str, storage_options: dict[str, Any] | None = 
     return len(removed)
 
 
-def read_bytes(path: str, storage_options: dict[str, Any] | None = None) -> bytes:
-    fs, p = _fs(path, storage_options)
-    return fs.cat_file(p)
+def prune_shards(folder: str, keep: Iterable[str], storage_options: StorageOptions = None,
+                 pattern: str = "part-*.parquet") -> int:
+    """Delete shards (and their done-markers) under ``folder`` that this run did not write, e.g.
+    part-00011 of an earlier run over more inputs: a folder read must see only this run's data."""
+    fs, root = filesystem(folder, storage_options)
+    if not fs.exists(root):
+        return 0
+    keep_names = {posixpath.basename(k) for k in keep}
+    removed = 0
+    for p in fs.glob(posixpath.join(root, pattern)):
+        name = posixpath.basename(p)
+        if name in keep_names:
+            continue
+        fs.rm_file(p)
+        marker = posixpath.join(root, "_done", name + ".json")
+        if fs.exists(marker):
+            fs.rm_file(marker)
+        removed += 1
+    return removed
 
 
-def write_bytes_atomic(path: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
-    fs, final = _fs(path, storage_options)
-    fs.makedirs(posixpath.dirname(final), exist_ok=True)
-    tmp = _temp_path(final)
-    try:
-        with fs.open(tmp, "wb") as fh:
-            fh.write(data)
-        _atomic_put(fs, tmp, final)
-    except BaseException:  # a full disk or a lost connection: leave no temp file behind
-        _discard(fs, tmp)
-        raise
-
-
-def done_marker_path(shard_path: str) -> str:
-    parent, name = posixpath.split(shard_path) if "://" in shard_path else os.path.split(shard_path)
-    return join(parent, DONE_DIR, name + ".json")
-
-
-def mark_done(shard_path: str, info: dict[str, Any], storage_options: dict[str, Any] | None = None) -> None:
-    info = {**info, "shard": shard_path, "finished_at": datetime.now(timezone.utc).isoformat()}
-    write_bytes_atomic(done_marker_path(shard_path), json.dumps(info, indent=1).encode(), storage_options)
-
-
-def read_done(shard_path: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """The done-marker of a finished shard, or None if the shard has to be (re)done."""
-    fs, marker = _fs(done_marker_path(shard_path), storage_options)
-    try:
-        with fs.open(marker, "rb") as fh:
-            info = json.loads(fh.read())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if not fs.exists(_fs(shard_path, storage_options)[1]):
-        return None  # marker without data (someone deleted the shard): redo it
-    return info
-
-
-def input_stamp(shard_path: str, storage_options: dict[str, Any] | None = None) -> str | None:
-    """When a shard written by winnow was finished (from its done-marker). Outputs derived
-    from it record this, so they are redone when the shard is redone."""
-    done = read_done(shard_path, storage_options)
-    return None if done is None else done.get("finished_at")
+# TEMPORARY aliases for modules written before the public names existed; removed before landing.
+_fs = filesystem
+_temp_path = temp_path
+_discard = discard
+_atomic_put = atomic_put

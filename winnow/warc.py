@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import BinaryIO, Iterator
+from datetime import UTC, datetime
+from typing import BinaryIO
 
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
@@ -44,7 +45,7 @@ def parse_warc_date(value: str | None) -> datetime | None:
         dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _split_http(block: bytes) -> tuple[int | None, dict[str, str], bytes] | None:
@@ -67,7 +68,8 @@ def _split_http(block: bytes) -> tuple[int | None, dict[str, str], bytes] | None
 
 
 def _dechunk(body: bytes) -> bytes | None:
-    out, pos, n = [], 0, len(body)
+    out: list[bytes] = []
+    pos, n = 0, len(body)
     while pos < n:
         eol = body.find(b"\n", pos)
         if eol < 0:

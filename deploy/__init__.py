@@ -1,0 +1,2 @@
+"""Deployment definitions (prefect.yaml, Dockerfile, docker-compose), shipped with the package so
+`winnow deploy` works from an installed wheel."""

@@ -1,0 +1,261 @@
+"""How a run executes on Prefect: task runners, mapping units of work as tasks, the terminal
+progress display, and the temporary API server.
+
+Stages never see Prefect: a corpus stage gets a :class:`winnow.stage.Mapper`, and this module's
+:class:`PrefectMapper` turns each unit of work into a Prefect task run on the configured task
+runner (threads, processes or Dask), showing progress on the terminal and in the UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+from prefect import Task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import PrefectFuture, as_completed
+from prefect.logging.handlers import PrefectConsoleHandler
+from prefect.runtime import task_run
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from winnow.config import ConfigError, RunnerConfig
+
+R = TypeVar("R")
+log = logging.getLogger("winnow")
+
+
+class PhaseFailed(RuntimeError):
+    """Units of a corpus-stage phase failed after their retries; finished units are kept and a
+    rerun resumes from their markers."""
+
+
+def ignore_sigint() -> None:
+    """Worker processes leave Ctrl-C to the run's main process, which stops them itself: a worker
+    that raised KeyboardInterrupt on its own printed tracebacks through the parent's pool thread."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def task_runner_for(runner: RunnerConfig) -> TaskRunner[Any]:
+    if runner.kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=runner.workers, initializer=ignore_sigint)
+    if runner.kind == "dask":
+        from prefect_dask import DaskTaskRunner  # noqa: PLC0415 - dask is only imported for dask runs
+
+        if runner.dask_address:
+            return DaskTaskRunner(address=runner.dask_address)
+        # One thread per worker process: the stages hold the GIL (parsing, spaCy, hashing).
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+            "n_workers": runner.workers, "threads_per_worker": 1, "processes": True,
+            "dashboard_address": ":0"})
+    return ThreadPoolTaskRunner(max_workers=runner.workers)
+
+
+def _safe_label(label: Callable[[Mapping[str, Any]], str] | None, name: str) -> Callable[[], str]:
+    """A task_run_name callable that never raises (a raising one hangs a process-pool flow)."""
+
+    def run_name() -> str:
+        try:
+            return f"{name} {label(task_run.parameters)}" if label else name
+        except Exception:  # noqa: BLE001
+            return name
+
+    return run_name
+
+
+class Display:
+    """The terminal progress bars of a run (one row per phase) and the Prefect UI's progress
+    artifact; log lines are printed above the bars, never over them."""
+
+    def __init__(self, console: Console | None = None, enabled: bool = True, show_summary: bool = True,
+                 echo_notes: bool = False) -> None:
+        self.console = console or Console(stderr=True)
+        self.enabled = enabled and self.console.is_terminal
+        self.show_summary = show_summary
+        # Prefect's INFO lines are off on a terminal: winnow's own notes (shards redone, temp
+        # files removed, dedup/pack results) are then printed here instead.
+        self.echo_notes = echo_notes
+        self.progress = Progress(TextColumn("[bold]{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=self.console,
+                                 transient=False, disable=not self.enabled)
+        self._artifact: Any = None
+        self._last_update = 0.0
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[Display]:
+        with self.progress, route_prefect_console(self.progress.console if self.enabled else None):
+            yield self
+
+    def note(self, message: str) -> None:
+        if self.echo_notes:
+            self.progress.console.print(message, highlight=False)
+
+    def phase(self, name: str, total: int) -> TaskID:
+        return self.progress.add_task(name, total=total, note="")
+
+    def advance(self, bar: TaskID, n: int = 1, note: str = "") -> None:
+        self.progress.update(bar, advance=n, note=note)
+
+    def ui_progress(self, done: int, total: int, what: str) -> None:
+        """The UI's progress artifact, updated at most every 2 s (thousands of shards must not
+        turn into thousands of API calls)."""
+        now = time.monotonic()
+        if self._artifact is None:
+            self._artifact = create_progress_artifact(progress=0.0, description=what)
+        if now - self._last_update > 2 or done == total:
+            update_progress_artifact(self._artifact, progress=100.0 * done / max(1, total))
+            self._last_update = now
+
+
+_display_settings: dict[str, Any] = {}
+
+
+def configure_display(console: Console | None = None, enabled: bool = True, show_summary: bool = True,
+                      echo_notes: bool = False) -> None:
+    """How runs of this process show progress (the CLI sets it from --quiet); deployments keep
+    the default, which draws no bars off a terminal."""
+    _display_settings.update(console=console, enabled=enabled, show_summary=show_summary, echo_notes=echo_notes)
+
+
+def default_display() -> Display:
+    return Display(**_display_settings)
+
+
+@contextlib.contextmanager
+def route_prefect_console(console: Console | None) -> Iterator[None]:
+    """Point Prefect's console log handlers at ``console`` (the live progress display's), so a
+    log line is printed above the progress bars instead of through them."""
+    if console is None:
+        yield
+        return
+    handlers = [h for logger in [logging.getLogger(), *(logging.getLogger(n) for n in
+                                                          list(logging.root.manager.loggerDict))]
+                for h in logger.handlers if isinstance(h, PrefectConsoleHandler)]
+    saved = [(h, h.console) for h in handlers]
+    for h in handlers:
+        h.console = console
+    try:
+        yield
+    finally:
+        for h, c in saved:
+            h.console = c
+
+
+class PrefectMapper:
+    """Maps units of work as Prefect tasks on ``runner`` (entered by the caller)."""
+
+    def __init__(self, runner: TaskRunner[Any], config: RunnerConfig, display: Display) -> None:
+        self.runner = runner
+        self.config = config
+        self.workers = config.workers
+        self.display = display
+        self._tasks: dict[tuple[Callable[..., Any], str], Task[Any, Any]] = {}
+
+    def task_for(self, fn: Callable[..., R], name: str, label: Callable[[Mapping[str, Any]], str] | None = None,
+                 retries: int | None = None) -> Task[Any, R]:
+        t = self._tasks.get((fn, name))
+        if t is None:
+            t = Task(fn, name=name, retries=self.config.retries if retries is None else retries,
+                     retry_delay_seconds=5, persist_result=False, task_run_name=_safe_label(label, name))
+            self._tasks[(fn, name)] = t
+        return t
+
+    def submit(self, fn: Callable[..., R], items: Sequence[Mapping[str, Any]], name: str,
+               label: Callable[[Mapping[str, Any]], str] | None = None,
+               retries: int | None = None) -> list[PrefectFuture[R]]:
+        t = self.task_for(fn, name, label, retries)
+        return [self.runner.submit(t, parameters=dict(item)) for item in items]
+
+    def map(self, fn: Callable[..., R], items: Sequence[Mapping[str, Any]], *, name: str,
+            label: Callable[[Mapping[str, Any]], str] | None = None) -> list[R]:
+        if not items:
+            return []
+        futures = self.submit(fn, items, name, label)
+        index = {f.task_run_id: k for k, f in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        failures: list[str] = []
+        bar = self.display.phase(name, len(futures))
+        for fut in as_completed(futures):
+            k = index[fut.task_run_id]
+            try:
+                results[k] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - collect every failure, then report them together
+                failures.append(f"{name} {label(items[k]) if label else k}: {type(exc).__name__}: {exc}")
+            self.display.advance(bar, note=f"{len(failures)} failed" if failures else "")
+        if failures:
+            raise PhaseFailed(f"{len(failures)} of {len(futures)} {name} task(s) failed; finished ones are kept, "
+                              "rerun the same command to resume:\n  " + "\n  ".join(failures[:20]))
+        return results
+
+    def run_one(self, fn: Callable[..., R], item: Mapping[str, Any], *, name: str) -> R:
+        """In this process with threads (the flow's process is the worker), in a worker otherwise,
+        so the flow's process stays small (models and big arrays live in the workers)."""
+        t = self.task_for(fn, name)
+        if self.config.kind == "threads":
+            return t(**item)
+        return self.runner.submit(t, parameters=dict(item)).result()
+
+    def batches(self, n: int, tasks_per_worker: int | None = None) -> list[list[int]]:
+        return self.config.batches(n, tasks_per_worker)
+
+
+class TemporaryServer(SubprocessASGIServer):
+    """Prefect's temporary API server, in a session of its own: Ctrl-C in the terminal goes to
+    winnow alone, which then stops the server itself, instead of the server dying first and
+    every API call of the run retrying against it for minutes."""
+
+    def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+        # Prefect builds the uvicorn command line; only the session of the child is changed here
+        # (start-up happens once, before any other thread of the run starts processes).
+        popen = subprocess.Popen
+        try:
+            subprocess.Popen = _NewSessionPopen  # type: ignore[misc]
+            return super()._run_uvicorn_command()
+        finally:
+            subprocess.Popen = popen  # type: ignore[misc]
+
+
+class _NewSessionPopen(subprocess.Popen):  # type: ignore[type-arg,unused-ignore]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("start_new_session", True)
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        super().__init__(*args, **kwargs)
+
+
+_server: TemporaryServer | None = None
+
+
+def ensure_api(runner: RunnerConfig) -> TemporaryServer | None:
+    """Make sure the run has a Prefect API: the one PREFECT_API_URL names, or a temporary local
+    server that this process and every worker process share (without it, each worker of a
+    process pool would start a server of its own, and the UI would not see their task runs)."""
+    global _server
+    from prefect.settings import PREFECT_API_URL  # noqa: PLC0415 - settings read after the CLI set the env
+
+    if PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"):
+        return None
+    if runner.dask_address:
+        raise ConfigError("runner.dask_address points at a remote Dask cluster: set PREFECT_API_URL to a Prefect "
+                          "server that its workers can reach (a temporary local server is not).")
+    if _server is None:
+        _server = TemporaryServer()
+        _server.start(timeout=120)
+    os.environ["PREFECT_API_URL"] = _server.api_url
+    return _server
+
+
+def stop_temporary_server() -> None:
+    global _server
+    if _server is not None:
+        with contextlib.suppress(Exception):
+            _server.stop()
+        _server = None

@@ -1,0 +1,60 @@
+"""PII masking stage: emails and IP addresses replaced with fixed placeholders, as FineWeb does,
+and optionally phone and payment-card numbers (Luhn-checked); the text around them is kept."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field
+
+from winnow.document import Document
+from winnow.filters.pii import DEFAULT_REPLACEMENTS, PiiConfigError, PiiMasker
+from winnow.report import bar_chart, section
+from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
+from winnow.stats import StageStats
+
+Kind = Literal["email", "ip", "phone", "card"]
+
+
+class PiiConfig(DocumentStageConfig):
+    enabled: bool = Field(False, description="Mask personal data in the text (FineWeb masks emails and IPs).")
+    kinds: list[Kind] = Field(default_factory=lambda: ["email", "ip"],
+                              description="What to mask: email, ip (FineWeb's), phone, card (Luhn-checked).")
+    replacements: dict[str, str] = Field(
+        default_factory=dict, description="Placeholder per kind; defaults: " + ", ".join(
+            f"{k}: {v}" for k, v in DEFAULT_REPLACEMENTS.items()) + ".")
+
+
+@register
+class PiiStage(DocumentStage[PiiConfig]):
+    name = "pii"
+    config_model = PiiConfig
+    order = 30
+    summary = "PII masking: emails and IPs (FineWeb), phones and card numbers optionally, fixed placeholders."
+
+    def __init__(self, section: PiiConfig, env: StageEnv) -> None:
+        super().__init__(section, env)
+        try:
+            self.masker = PiiMasker(section.kinds, section.replacements or None)
+        except PiiConfigError as exc:
+            raise StageError(f"pii: {exc}") from None
+
+    def apply(self, doc: Document) -> str | None:
+        text, counts = self.masker.mask(doc.text)
+        if counts:
+            doc.text = text
+            for kind, n in counts.items():
+                self.stats.counters[f"masked:{kind}"] += n
+            self.stats.counters["documents_masked"] += 1
+        return None
+
+    @classmethod
+    def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:
+        if stats is None:
+            return None
+        rows = sorted(((k.split(":", 1)[1], float(v)) for k, v in stats.counters.items() if k.startswith("masked:")),
+                      key=lambda kv: -kv[1])
+        return section("pii", "Personal data masked",
+                       f"<p>{stats.counters.get('documents_masked', 0):,} of {stats.docs_in:,} documents had "
+                       "something masked.</p>" + bar_chart(rows, "matches replaced, per kind", chart_id="pii-chart"))

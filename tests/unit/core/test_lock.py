@@ -1,0 +1,66 @@
+"""One run per output folder: exclusive, names its holder, detects a dead holder (local and S3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from winnow.lock import LOCK_NAME, LockHeld, OutputLock
+
+
+def test_second_lock_refuses_and_names_the_holder(tmp_path):
+    with OutputLock(str(tmp_path), note="first run"):
+        info = json.loads((tmp_path / LOCK_NAME).read_text())
+        assert info["pid"] == os.getpid()
+        with pytest.raises(LockHeld, match=rf"in use by another winnow run \(pid {os.getpid()} on .*first run"):
+            OutputLock(str(tmp_path)).acquire()
+    assert not (tmp_path / LOCK_NAME).exists()  # released
+    with OutputLock(str(tmp_path)):
+        pass
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", f"""
+import os
+from winnow.lock import OutputLock
+OutputLock({str(tmp_path)!r}).acquire()
+os._exit(0)  # dies holding the lock, as kill -9 would leave it
+"""], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / LOCK_NAME).exists()
+    lock = OutputLock(str(tmp_path)).acquire()
+    assert lock.taken_over is not None and lock.taken_over["pid"] != os.getpid()
+    lock.release()
+
+
+def test_a_lock_whose_heartbeat_stopped_is_stale(tmp_path):
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"token": "x", "host": "another-host", "pid": 1,
+                                                  "heartbeat": time.time() - 3600, "started": time.time() - 7200}))
+    with OutputLock(str(tmp_path), stale_after_s=120) as lock:
+        assert lock.taken_over["host"] == "another-host"
+    (tmp_path / LOCK_NAME).write_text(json.dumps({"token": "y", "host": "another-host", "pid": 1,
+                                                  "heartbeat": time.time(), "started": time.time()}))
+    with pytest.raises(LockHeld, match="another-host"):
+        OutputLock(str(tmp_path)).acquire()
+
+
+def test_heartbeat_keeps_a_long_run_alive(tmp_path):
+    with OutputLock(str(tmp_path), heartbeat_s=0.1) as lock:
+        first = json.loads((tmp_path / LOCK_NAME).read_text())["heartbeat"]
+        time.sleep(0.5)
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["heartbeat"] > first
+        assert lock.read()["token"] == lock.token
+
+
+def test_s3_lock_is_exclusive(s3_server):
+    out = "s3://winnow-test/locked-out"
+    with OutputLock(out, s3_server):
+        with pytest.raises(LockHeld, match="in use by another winnow run"):
+            OutputLock(out, s3_server).acquire()
+    with OutputLock(out, s3_server):
+        pass

@@ -1,0 +1,193 @@
+"""The one IO layer: round trips, atomic writes, listing with sizes, JSONL/Parquet input, S3."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+
+from winnow.document import SCHEMA
+from winnow.shardio import (
+    InputError,
+    ShardWriter,
+    StorageError,
+    check_writable,
+    group_inputs,
+    list_inputs,
+    prune_shards,
+    read_documents,
+    shard_name,
+)
+from winnow.stats import StageStats
+
+
+def test_parquet_round_trip_keeps_every_field(tmp_path, warc_docs):
+    docs = warc_docs("cc-main-2020-34-sample.warc.gz")
+    docs[0].annotate("lid", "lang", "zh")
+    docs[0].annotate("quality", "scores", {"gopher": 0.5, "rules": ["a", "b"]})
+    out = tmp_path / shard_name(0)
+    with ShardWriter(str(out), rows_per_group=5) as w:
+        w.write_all(docs)
+    assert w.rows == len(docs)
+    pf = pq.ParquetFile(out)
+    assert pf.schema_arrow.equals(SCHEMA, check_metadata=False)
+    assert pf.metadata.num_row_groups == -(-len(docs) // 5)
+    assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
+    back = list(read_documents(str(out), StageStats()))
+    assert back == docs
+    # Annotations are one JSON object per row: any reader gets them with json.loads.
+    first = pq.read_table(out).column("annotations").to_pylist()[0]
+    assert json.loads(first) == {"lid.lang": "zh", "quality.scores": {"gopher": 0.5, "rules": ["a", "b"]}}
+
+
+def test_failed_write_leaves_nothing(tmp_path, warc_docs):
+    out = tmp_path / "part-00000.parquet"
+    with pytest.raises(RuntimeError):
+        with ShardWriter(str(out)) as w:
+            w.write_all(warc_docs("cc-main-2020-34-sample.warc.gz")[:3])
+            raise RuntimeError("crash mid-shard")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_shard_is_a_valid_parquet_file(tmp_path):
+    out = tmp_path / "part-00000.parquet"
+    with ShardWriter(str(out)):
+        pass
+    assert pq.read_table(out).num_rows == 0
+
+
+def test_jsonl_reader_counts_bad_lines(tmp_path):
+    path = tmp_path / "docs.jsonl.gz"
+    lines = [
+        json.dumps({"id": "a", "text": "first document", "url": "https://a.example/", "lang": "en"}).encode(),
+        b"{not json",
+        json.dumps({"text": "caf\u00e9"}).encode("utf-8"),
+        "{\"text\": \"caf\u00e9\"}".encode("latin-1"),  # not UTF-8
+        json.dumps({"id": "no-text"}).encode(),
+        b"",
+        json.dumps({"id": "d", "text": "", "date": "2024-05-01T00:00:00Z"}).encode(),
+    ]
+    with gzip.open(path, "wb") as fh:
+        fh.write(b"\n".join(lines) + b"\n")
+    stats = StageStats()
+    docs = list(read_documents(str(path), stats))
+    assert [d.text for d in docs] == ["first document", "caf\u00e9", ""]
+    assert docs[0].annotations == {"meta.lang": "en"} and docs[0].url == "https://a.example/"
+    assert docs[2].crawl_date == datetime(2024, 5, 1, tzinfo=UTC)
+    assert len({d.id for d in docs}) == 3
+    assert stats.errors == {"bad_json_line": 1, "non_utf8_line": 1, "no_text_field": 1}
+
+
+def test_truncated_jsonl_gz_keeps_earlier_lines(tmp_path):
+    path = tmp_path / "cut.jsonl.gz"
+    payload = gzip.compress(b"".join(json.dumps({"text": f"doc {i} " * 50}).encode() + b"\n" for i in range(2000)))
+    path.write_bytes(payload[: len(payload) // 2])
+    stats = StageStats()
+    docs = list(read_documents(str(path), stats))
+    assert 0 < len(docs) < 2000
+    assert stats.errors["corrupt_input"] == 1
+
+
+def test_list_inputs_reports_what_it_skips_and_takes_sizes_from_the_listing(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name, size in (("a/x.warc.gz", 10), ("a/y.jsonl", 20), ("a/z.parquet", 30), ("a/skip.txt", 1),
+                       ("a/page.html", 1), ("a/c.warc.wet.gz", 1), ("a/.hidden.warc.gz", 1)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    listing = list_inputs([str(tmp_path / "a")])
+    assert [f.path.rsplit("/", 1)[1] for f in listing.files] == ["x.warc.gz", "y.jsonl", "z.parquet"]
+    assert [f.size for f in listing.files] == [10, 20, 30] and all(f.stamp.startswith(f"{f.size}:")
+                                                                   for f in listing.files)
+    summary = listing.skipped_summary()
+    assert summary.startswith("skipped 4 file(s)") and "2 unsupported format (page.html, skip.txt)" in summary
+    assert "WET/WAT" in summary and "hidden" in summary
+    assert [f.path for f in list_inputs([str(tmp_path / "a" / "*.jsonl")]).files] == [str(tmp_path / "a" / "y.jsonl")]
+    with pytest.raises(InputError, match="no such file"):
+        list_inputs([str(tmp_path / "missing")])
+    with pytest.raises(InputError, match="unsupported input format"):
+        list_inputs([str(tmp_path / "a" / "skip.txt")])
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match=r"matched no WARC.*skipped 1 file"):
+        list_inputs([str(tmp_path / "b")])
+
+
+def test_a_changed_file_gets_a_new_stamp(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"text": "one"}\n')
+    before = list_inputs([str(path)]).files[0].stamp
+    path.write_text('{"text": "one, edited"}\n')
+    assert list_inputs([str(path)]).files[0].stamp != before
+
+
+def test_grouping_uses_listed_sizes(tmp_path):
+    for k in range(10):
+        (tmp_path / f"f{k}.jsonl").write_bytes(b"x" * 400_000)
+    files = list_inputs([str(tmp_path)]).files
+    groups = group_inputs(files, 1.0)
+    assert [len(g) for g in groups] == [2, 2, 2, 2, 2]
+    assert [len(g) for g in group_inputs(files, 0)] == [1] * 10
+
+
+def test_check_writable(tmp_path):
+    check_writable(str(tmp_path / "new" / "out"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorageError, match="is a file"):
+        check_writable(str(tmp_path / "file"))
+    with pytest.raises(StorageError, match="cannot write to output /proc/x"):
+        check_writable("/proc/x")
+
+
+def test_prune_removes_shards_this_run_did_not_write(tmp_path):
+    folder = tmp_path / "documents"
+    (folder / "_done").mkdir(parents=True)
+    for k in range(5):
+        (folder / shard_name(k)).write_bytes(b"")
+        (folder / "_done" / f"{shard_name(k)}.json").write_text("{}")
+    assert prune_shards(str(folder), [str(folder / shard_name(k)) for k in range(3)]) == 2
+    assert sorted(p.name for p in folder.glob("part-*")) == [shard_name(k) for k in range(3)]
+    assert sorted(p.name for p in (folder / "_done").iterdir()) == [f"{shard_name(k)}.json" for k in range(3)]
+
+
+def test_s3_read_warc_and_write_parquet(s3_server, demo_warcs):
+    from winnow.tasks.ingest import IngestConfig, ingest_warc
+
+    fs = fsspec.filesystem("s3", **s3_server)
+    fs.put(str(demo_warcs / "cc-main-2020-34-sample.warc.gz"), "winnow-test/crawl/cc.warc.gz")
+    listing = list_inputs(["s3://winnow-test/crawl/"], s3_server)
+    assert [f.path for f in listing.files] == ["s3://winnow-test/crawl/cc.warc.gz"]
+    assert listing.files[0].size == (demo_warcs / "cc-main-2020-34-sample.warc.gz").stat().st_size
+    docs = list(ingest_warc(listing.files[0].path, IngestConfig(), StageStats(), s3_server))
+    assert len(docs) == 16
+    out = "s3://winnow-test/out/documents/part-00000.parquet"
+    with ShardWriter(out, s3_server) as w:
+        w.write_all(docs)
+    assert [p for p in fs.ls("winnow-test/out/documents") if "tmp" in p] == []
+    assert [d.id for d in read_documents(out, StageStats(), s3_server)] == [d.id for d in docs]
+
+
+def test_s3_problems_are_one_line_and_never_create_a_bucket(s3_server):
+    check_writable("s3://winnow-test/out", s3_server)
+    fs = fsspec.filesystem("s3", **s3_server)
+    with pytest.raises(StorageError, match="bucket 'winnow-tset' does not exist"):
+        check_writable("s3://winnow-tset/out", s3_server)
+    with pytest.raises((StorageError, InputError), match="winnow-tset"):
+        list_inputs(["s3://winnow-tset/crawl/"], s3_server)
+    fs.invalidate_cache()
+    assert not fs.exists("winnow-tset")  # a typo never creates a bucket
+    unreachable = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}, "key": "k", "secret": "s",
+                   "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
+    with pytest.raises(StorageError, match="cannot reach the storage endpoint"):
+        check_writable("s3://winnow-test/out", unreachable)
+    no_credentials = {"client_kwargs": {"endpoint_url": s3_server["client_kwargs"]["endpoint_url"]}}
+    import os
+
+    saved = {k: os.environ.pop(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if k in os.environ}
+    try:
+        with pytest.raises(StorageError, match="no S3 credentials"):
+            check_writable("s3://winnow-test/out", {**no_credentials, "config_kwargs": {"retries": {"max_attempts": 1}}})
+    finally:
+        os.environ.update(saved)

@@ -1,0 +1,172 @@
+"""Resume: one done-marker scheme for every output winnow writes.
+
+A marker is written after its output is in place and records what produced it: the stamps
+of the inputs (a raw file's size + ETag/mtime, or the key of an upstream winnow output) and
+the settings of every stage that shaped it. Its ``key`` is a digest of both. A rerun skips an
+output only when the key it would produce now equals the recorded one, so a changed input,
+an edited config or a redone upstream shard makes it redo the work instead of passing off
+old results. Keys chain: a derived output's inputs are its upstream outputs' keys.
+
+Layout: the marker of ``DIR/NAME`` is ``DIR/_done/NAME.json`` (``_`` keeps it out of folder
+reads by pyarrow and datasets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from winnow.document import Document
+from winnow.shardio import ShardWriter, StorageOptions, filesystem, join, read_documents, write_bytes_atomic
+from winnow.stats import StageStats
+
+DONE_DIR = "_done"
+
+
+def work_key(inputs: Sequence[Any], settings: Mapping[str, Any]) -> str:
+    """Digest of what an output depends on (canonical JSON, so dict order does not matter)."""
+    blob = json.dumps({"inputs": list(inputs), "settings": settings}, sort_keys=True, separators=(",", ":"),
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def marker_path(output: str) -> str:
+    parent, name = posixpath.split(output) if "://" in output else os.path.split(output)
+    return join(parent, DONE_DIR, name + ".json")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why an output's marker does not cover this run (for the one-line note a rerun prints)."""
+
+    output: str
+    changed_settings: list[str]  # dotted names whose value differs
+    inputs_changed: bool
+
+    def describe(self) -> str:
+        parts = []
+        if self.changed_settings:
+            parts.append("settings changed: " + ", ".join(self.changed_settings[:6])
+                         + (" ..." if len(self.changed_settings) > 6 else ""))
+        if self.inputs_changed:
+            parts.append("input changed")
+        return "; ".join(parts) or "marker from another winnow version"
+
+
+def settings_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two settings dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += settings_diff(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    if old != new:
+        name = prefix.rstrip(".") or "(all)"
+        return [f"{name} {_short(old)} -> {_short(new)}"]
+    return []
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class Marker:
+    """The done-marker of one output (a file or a folder of work)."""
+
+    def __init__(self, output: str, storage_options: StorageOptions = None, path: str | None = None) -> None:
+        self.output = output
+        self.path = path or marker_path(output)
+        self.so = storage_options
+
+    def read(self) -> dict[str, Any] | None:
+        fs, p = filesystem(self.path, self.so)
+        try:
+            with fs.open(p, "rb") as fh:
+                info = json.loads(fh.read())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return info if isinstance(info, dict) else None
+
+    def check(self, key: str, settings: Mapping[str, Any] | None = None, require_output: bool = True
+              ) -> tuple[dict[str, Any] | None, Mismatch | None]:
+        """(the record, None) when the output is done for ``key``; (None, why) when an earlier
+        run's output exists but does not match; (None, None) when there is nothing yet."""
+        info = self.read()
+        if info is None:
+            return None, None
+        if require_output:
+            fs, out = filesystem(self.output, self.so)
+            if not fs.exists(out):
+                return None, None  # marker without data (someone deleted the output): redo it
+        if info.get("key") == key:
+            return info, None
+        old = info.get("settings")
+        changed = settings_diff(old, dict(settings)) if isinstance(old, dict) and settings is not None else []
+        return None, Mismatch(self.output, changed, inputs_changed=not changed)
+
+    def write(self, key: str, record: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> None:
+        info = {**record, "key": key, "output": self.output, "settings": dict(settings or {}),
+                "finished_at": datetime.now(UTC).isoformat()}
+        write_bytes_atomic(self.path, json.dumps(info, indent=1, default=str).encode(), self.so)
+
+    def clear(self) -> None:
+        fs, p = filesystem(self.path, self.so)
+        if fs.exists(p):
+            fs.rm_file(p)
+
+
+@dataclass(frozen=True)
+class ShardRef:
+    """A finished document shard: where it is, the key it was made with (the stamp that
+    derived outputs record), and how many documents it holds."""
+
+    path: str
+    key: str
+    rows: int
+
+
+@dataclass
+class ShardResult:
+    """What one shard-producing unit of work reports back to the flow."""
+
+    ref: ShardRef | None  # None: written but deliberately not marked done (retry next run)
+    stats: dict[str, dict[str, Any]]  # stage -> StageStats.to_dict()
+    skipped: bool = False
+    mismatch: Mismatch | None = None
+
+
+def derive_shard(source: ShardRef, out: str, stage: str, settings: Mapping[str, Any],
+                 make_docs: Callable[[Iterable[Document], StageStats], Iterable[Document]],
+                 storage_options: StorageOptions = None, rows_per_group: int = 2000,
+                 retry_if: str | None = None) -> ShardResult:
+    """One document shard -> one output shard through ``make_docs(docs, stats)``, skipped when
+    its marker says it was made from the same input with the same settings. With ``retry_if``,
+    a shard whose stats count that error is written but not marked done, so the next run tries
+    it again (e.g. rephrase requests that failed)."""
+    key = work_key([source.key], {stage: settings})
+    marker = Marker(out, storage_options)
+    done, mismatch = marker.check(key, {stage: settings})
+    if done is not None:
+        return ShardResult(ShardRef(out, key, int(done["rows"])), done["stats"], skipped=True)
+    stats = StageStats()
+    with ShardWriter(out, storage_options, rows_per_group=rows_per_group) as writer:
+        writer.write_all(make_docs(read_documents(source.path, StageStats(), storage_options), stats))
+    serialised = {stage: stats.to_dict()}
+    if retry_if and stats.errors.get(retry_if):
+        marker.clear()
+        return ShardResult(None, serialised, mismatch=mismatch)
+    marker.write(key, {"inputs": [source.path], "input_keys": [source.key], "rows": writer.rows,
+                       "stats": serialised}, {stage: settings})
+    return ShardResult(ShardRef(out, key, writer.rows), serialised, mismatch=mismatch)
+
+
+def iter_documents(refs: Iterable[ShardRef], storage_options: StorageOptions = None) -> Iterator[Document]:
+    for ref in refs:
+        yield from read_documents(ref.path, StageStats(), storage_options)

@@ -1,0 +1,306 @@
+"""The stage contract and its registry.
+
+A stage is a class that declares its name, its config section, where it runs in the pipeline
+and how it checks its resources; the registry collects every stage class, and everything that
+lists stages (the config model, the CLI, ``winnow stages``, the flow's phase order, the
+resource checks, the report) is generated from it. Three kinds:
+
+* :class:`SourceStage` turns input files into documents (``ingest`` for WARC, ``read`` for
+  JSONL/Parquet); it counts each record it reads.
+* :class:`DocumentStage` decides per document: ``apply(doc)`` returns ``None`` to keep it (it may
+  annotate or rewrite it) or a drop reason. Counting documents and bytes in and out, reasons,
+  time and the rejected-documents writer are done here, once (datatrove's ``BaseFilter`` idea),
+  so a stage's own code is only its decision. All enabled document stages of a shard stream in
+  one pass.
+* :class:`CorpusStage` needs every shard (dedup, rephrasing, packing): ``run`` maps its phases
+  over shards or partitions through the :class:`Mapper` the flow gives it.
+
+A new per-document stage is one module in ``winnow/tasks/`` with a config class and a
+``DocumentStage`` subclass decorated with ``@register``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+
+from pydantic import Field
+
+from winnow.config import PipelineConfig, StrictModel, output_settings
+from winnow.document import Document
+from winnow.resume import ShardRef
+from winnow.stats import StageStats
+
+Kind = Literal["source", "document", "corpus"]
+R = TypeVar("R")
+
+
+class StageError(ValueError):
+    """A stage that cannot run as configured (a missing model, list or eval file, a bad rule
+    parameter); raised by the resource check, before any shard runs."""
+
+
+class StageConfig(StrictModel):
+    """Base of every stage's config section."""
+
+    enabled: bool = Field(True, description="Run this stage.")
+
+
+class DocumentStageConfig(StageConfig):
+    write_rejected: bool = Field(False, description="Also write the documents this stage drops, with their "
+                                                    "reason, to OUTPUT/rejected/.")
+
+
+C = TypeVar("C", bound=StageConfig)
+
+
+@dataclass(frozen=True)
+class StageEnv:
+    """What a stage may need besides its own section: storage and where the run writes."""
+
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+
+class Stage(Generic[C]):
+    name: ClassVar[str]
+    kind: ClassVar[Kind]
+    config_model: ClassVar[type[StageConfig] | None]  # None: the stage has no config section
+    order: ClassVar[int]  # position in the pipeline; sources < document stages < corpus stages
+    summary: ClassVar[str]  # one line for `winnow stages` and --help
+    # Bump when the stage's output changes for the same settings: old done-markers then stop matching.
+    version: ClassVar[str] = "1"
+    always_on: ClassVar[bool] = False  # sources: they produce the documents
+
+    @classmethod
+    def config_of(cls, cfg: PipelineConfig) -> C:
+        """This stage's section of a full config (typed); a stage without one gets its defaults."""
+        if cls.config_model is None:
+            return StageConfig(enabled=True)  # type: ignore[return-value]
+        return cfg.section(cls.name)  # type: ignore[return-value]
+
+    @classmethod
+    def is_enabled(cls, cfg: PipelineConfig) -> bool:
+        return cls.always_on or bool(cls.config_of(cfg).enabled)
+
+    @classmethod
+    def settings(cls, section: StageConfig, env: StageEnv | None = None) -> dict[str, Any]:
+        """What of the section shapes this stage's output (the done-marker key covers it); a stage
+        whose output also depends on files it reads adds their stamps (``env`` reaches them)."""
+        out = output_settings(section)
+        out.pop("enabled", None)
+        out.pop("write_rejected", None)  # rejected/ has markers of its own shard
+        return {"version": cls.version, **out}
+
+    @classmethod
+    def check(cls, section: C, env: StageEnv) -> None:
+        """Load/open everything the stage needs; raise :class:`StageError` saying what is wrong."""
+
+    @classmethod
+    def prepare(cls, section: C, env: StageEnv) -> None:
+        """Build, once per run and before any shard, what every shard task then only loads
+        (e.g. the decontamination index), under ``env.output``. Default: nothing."""
+
+    @classmethod
+    def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:
+        """HTML for this stage's part of the run report, or None (helpers: winnow.report)."""
+        return None
+
+
+class SourceStage(Stage[C]):
+    kind: ClassVar[Kind] = "source"
+    always_on = True
+    formats: ClassVar[tuple[str, ...]]  # input formats it reads (see winnow.shardio.input_format)
+
+    def __init__(self, section: C, env: StageEnv) -> None:
+        self.cfg = section
+        self.env = env
+
+    def read(self, path: str, stats: StageStats) -> Iterator[Document]:
+        """Documents of one input file; every record is counted in ``stats`` (kept, dropped or
+        an error), and a damaged file never raises: the error is counted, the rest is read."""
+        raise NotImplementedError
+
+
+Reject = Callable[[str, Document, str], None]  # (stage, document, reason)
+
+
+class DocumentStage(Stage[C]):
+    kind: ClassVar[Kind] = "document"
+    # Documents handed to ``apply_batch`` at once; None: the whole shard (ranking stages). A stage
+    # may set it per instance from its config.
+    batch_size: int | None = 1
+
+    def __init__(self, section: C, env: StageEnv) -> None:
+        """Load what the stage needs (models are cached per process by the stage's module)."""
+        self.cfg = section
+        self.env = env
+        self.stats = StageStats()
+
+    @classmethod
+    def check(cls, section: C, env: StageEnv) -> None:
+        cls(section, env)  # building the stage loads every resource it needs
+
+    def apply(self, doc: Document) -> str | None:
+        """Keep (None; ``doc`` may be annotated or rewritten) or drop (the reason)."""
+        raise NotImplementedError
+
+    def apply_batch(self, docs: list[Document]) -> list[str | None]:
+        return [self.apply(d) for d in docs]
+
+    def run(self, docs: Iterable[Document], stats: StageStats, on_reject: Reject | None = None) -> Iterator[Document]:
+        """The counting every document stage shares: documents and bytes in (before) and out
+        (after the stage rewrote them), a reason per dropped document, time in the stage."""
+        self.stats = stats
+        if self.batch_size == 1:
+            for doc in docs:
+                n = doc.n_bytes
+                stats.take_in(n)
+                t0 = time.perf_counter()
+                reason = self.apply(doc)
+                stats.seconds += time.perf_counter() - t0
+                if reason is None:
+                    stats.keep(doc.n_bytes)
+                    yield doc
+                else:
+                    self._drop(doc, reason, n, stats, on_reject)
+            return
+        batch: list[Document] = []
+        sizes: list[int] = []
+
+        def flush() -> Iterator[Document]:
+            t0 = time.perf_counter()
+            reasons = self.apply_batch(batch)
+            stats.seconds += time.perf_counter() - t0
+            for doc, n, reason in zip(batch, sizes, reasons, strict=True):
+                if reason is None:
+                    stats.keep(doc.n_bytes)
+                    yield doc
+                else:
+                    self._drop(doc, reason, n, stats, on_reject)
+            batch.clear()
+            sizes.clear()
+
+        for doc in docs:
+            n = doc.n_bytes
+            stats.take_in(n)
+            batch.append(doc)
+            sizes.append(n)
+            if self.batch_size is not None and len(batch) >= self.batch_size:
+                yield from flush()
+        if batch:
+            yield from flush()
+
+    def _drop(self, doc: Document, reason: str, n: int, stats: StageStats, on_reject: Reject | None) -> None:
+        stats.drop(reason, n)
+        if on_reject is not None and getattr(self.cfg, "write_rejected", False):
+            doc.annotate(self.name, "reason", reason)
+            on_reject(self.name, doc, reason)
+
+
+class Mapper(Protocol):
+    """How a corpus stage runs its phases: the flow maps them as Prefect tasks on its task
+    runner; tests and benchmarks run them in a loop (:class:`LocalMapper`)."""
+
+    workers: int
+
+    def map(self, fn: Callable[..., R], items: Sequence[Mapping[str, Any]], *, name: str,
+            label: Callable[[Mapping[str, Any]], str] | None = None) -> list[R]:
+        """``fn(**item)`` for every item, in parallel where the runner allows; results in order.
+        Raises if any item fails (after the runner's retries): the rerun resumes from markers."""
+        ...
+
+    def run_one(self, fn: Callable[..., R], item: Mapping[str, Any], *, name: str) -> R:
+        """``fn(**item)`` once, in a worker (not the flow's process) when workers are processes."""
+        ...
+
+    def batches(self, n: int, tasks_per_worker: int | None = None) -> list[list[int]]:
+        ...
+
+
+class LocalMapper:
+    """Runs every unit of work in this process, one after the other."""
+
+    def __init__(self, workers: int = 1, batcher: Callable[[int, int | None], list[list[int]]] | None = None) -> None:
+        self.workers = workers
+        self._batcher = batcher
+
+    def map(self, fn: Callable[..., R], items: Sequence[Mapping[str, Any]], *, name: str,
+            label: Callable[[Mapping[str, Any]], str] | None = None) -> list[R]:
+        return [fn(**item) for item in items]
+
+    def run_one(self, fn: Callable[..., R], item: Mapping[str, Any], *, name: str) -> R:
+        return fn(**item)
+
+    def batches(self, n: int, tasks_per_worker: int | None = None) -> list[list[int]]:
+        if self._batcher is not None:
+            return self._batcher(n, tasks_per_worker)
+        return [list(range(n))] if n else []
+
+
+@dataclass
+class CorpusContext:
+    """What a corpus stage gets from the flow."""
+
+    output: str
+    storage_options: dict[str, Any]
+    mapper: Mapper
+    rows_per_row_group: int = 2000
+    log: Callable[[str], None] = lambda message: None
+
+
+@dataclass
+class CorpusResult:
+    """A corpus stage's outcome: the document shards it wrote (input to the next corpus stage;
+    None when it writes something else, e.g. packed sequences), its funnel, and a summary for
+    summary.json and the report (under ``summary_key``)."""
+
+    outputs: list[ShardRef] | None
+    stats: dict[str, StageStats]
+    summary: dict[str, Any] | None = None
+    summary_key: str | None = None
+    final_output: str | None = None  # the folder this stage's output is in
+
+
+class CorpusStage(Stage[C]):
+    kind: ClassVar[Kind] = "corpus"
+
+    @classmethod
+    def run(cls, section: C, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, type[Stage[Any]]] = {}
+
+
+S = TypeVar("S", bound=type[Stage[Any]])
+
+
+def register(cls: S) -> S:
+    """Class decorator: add a stage to the registry (names are unique)."""
+    name = cls.name
+    existing = _REGISTRY.get(name)
+    if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"two stages are named {name!r}: {existing.__module__} and {cls.__module__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def registered() -> list[type[Stage[Any]]]:
+    """Every registered stage, in pipeline order."""
+    return sorted(_REGISTRY.values(), key=lambda s: (s.order, s.name))
+
+
+def by_kind(kind: Kind) -> list[type[Stage[Any]]]:
+    return [s for s in registered() if s.kind == kind]
+
+
+def get(name: str) -> type[Stage[Any]]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(s.name for s in registered())}") from None
