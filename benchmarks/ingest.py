@@ -48,10 +48,10 @@ def run_winnow(input_dir: str, out: str, workers: int) -> dict:
     from winnow.tasks.pipeline import WinnowConfig
     from winnow.tasks.shard import ShardJob, ShardPlan, process_shard
 
-    # The default stages (ingest -> lid, annotate only -> quality, filter), one shard per file.
-    # per_language off: English rules for every document, the setting the README's figure was
-    # measured with (before FineWeb-2 per-language settings existed).
-    cfg = WinnowConfig.model_validate({"input": [input_dir], "output": out, "quality": {"per_language": False}})
+    # Ingest alone (WARC -> text -> Parquet), the same work as datatrove's pipeline here and what
+    # the README's figure measures: the document stages after it are switched off. One shard per file.
+    cfg = WinnowConfig.model_validate({"input": [input_dir], "output": out, "lid": {"enabled": False},
+                                       "quality": {"enabled": False}})
     plan = ShardPlan.from_config(cfg)
     jobs = [ShardJob(k, (f,), join(out, "documents", shard_name(k)))
             for k, f in enumerate(list_inputs(cfg.input).files)]

@@ -2,7 +2,7 @@
 
 A local server (tests/helpers/openai_server.py, in its own process) answers every request after a
 fixed latency; with C requests in flight the best possible rate is C / latency. The achieved
-rate, through the real client (httpx, asyncio, retries machinery), is reported against it.
+rate, through the real client (aiohttp, asyncio, retries machinery), is reported against it.
 
     python benchmarks/rephrase.py [--latency 0.1] [--requests 3000]
 """

@@ -96,10 +96,12 @@ class DecontamError(ValueError):
 
 
 class EvalSetError(DecontamError):
+    """An evaluation file that cannot be used (missing, unsupported, no text fields)."""
     pass
 
 
 class IndexFileError(DecontamError):
+    """A saved index that is missing, truncated or not an index."""
     pass
 
 
@@ -325,6 +327,7 @@ class Match:
 
 @dataclass
 class BenchmarkStats:
+    """What one benchmark contributed to the index."""
     items: int = 0
     short_items: int = 0  # min_words <= words < n: indexed as one whole-item key
     too_short: int = 0  # fewer than min_words: not indexed

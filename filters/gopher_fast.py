@@ -63,6 +63,7 @@ class FastGopherRepetitionFilter(GopherRepetitionFilter):
         return a[:, 0], a[:, 1], a[:, 2], a[:, 3], lengths
 
     def filter(self, doc):
+        """datatrove's decision for one document: True, or (False, reason)."""
         text = doc.text
         if not text:
             return False, "empty"

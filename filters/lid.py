@@ -52,6 +52,7 @@ _lock = threading.Lock()
 
 @lru_cache(maxsize=8)
 def cached_model(path: str):
+    """A fastText model loaded once per process and path (loading lid.176 takes a while; threads share it)."""
     with _lock:
         return _load_fasttext(path)
 
@@ -70,6 +71,7 @@ class FastTextLID:
         self.labels = frozenset(lab.removeprefix("__label__") for lab in self.model.get_labels())
 
     def predict(self, text: str) -> tuple[str, float]:
+        """(label, score) of the text's top language; ('und', 0.0) for text with no letters."""
         line = normalise_for_lid(text, self.max_chars)
         if not line:
             return "und", 0.0

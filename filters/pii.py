@@ -70,6 +70,7 @@ def _words(spaced: str) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class PiiMatch:
+    """One match: its kind and character span."""
     kind: str
     start: int
     end: int

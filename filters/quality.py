@@ -7,6 +7,7 @@ Gopher repetition statistics on hashes (:mod:`winnow.filters.gopher_fast`, ident
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from datatrove.data import Document as DTDocument
@@ -35,7 +36,7 @@ def _classes() -> dict[str, type]:
     }
 
 
-def build_rulesets(names: list[str], params: dict[str, dict[str, Any]], tokenizer) -> list[tuple[str, Any]]:
+def build_rulesets(names: Sequence[str], params: dict[str, dict[str, Any]], tokenizer) -> list[tuple[str, Any]]:
     """Instantiate datatrove filters; a bad parameter raises ValueError naming the rule set."""
     classes = _classes()
     built = []

@@ -24,6 +24,7 @@ def normalise(text: str, max_chars: int = 20_000) -> str:
 
 @dataclass
 class TrainReport:
+    """Held-out scores of a trained classifier, its path and size."""
     train_examples: int
     valid_examples: int
     precision: float
@@ -100,6 +101,7 @@ def _positive_probability(model, line: str) -> float:
 
 
 class QualityClassifier:
+    """A trained winnow quality classifier; loading checks it is one."""
     def __init__(self, model_path: str) -> None:
         self.model = cached_model(str(model_path))
         labels = set(self.model.get_labels())
@@ -108,5 +110,6 @@ class QualityClassifier:
                              f"expected {POSITIVE}); train one with `winnow train-quality`")
 
     def score(self, text: str) -> float:
+        """Probability that the text is of the positive (high-quality) class."""
         line = normalise(text)
         return _positive_probability(self.model, line) if line else 0.0

@@ -239,6 +239,7 @@ class Match:
 
     @property
     def reason(self) -> str:
+        """The funnel reason of the match, url_safety:LIST."""
         return REASON_PREFIX + self.list_name
 
 

@@ -22,7 +22,8 @@ def _normalise_url(url: str) -> str:
 class UrlLists(Protocol):
     """Extra block lists (e.g. datatrove's bundled safety lists): a reason, or None to keep."""
 
-    def reason(self, url: str) -> str | None: ...
+    def reason(self, url: str) -> str | None:
+        """The drop reason for a URL, or None to keep it."""
 
 
 def read_list_file(path: str, storage_options: dict[str, Any] | None = None) -> list[str]:
@@ -50,6 +51,7 @@ class UrlFilter:
         self.extra_lists = extra_lists
 
     def reason(self, url: str | None) -> str | None:
+        """The drop reason for a URL, or None to keep it (cheapest checks first)."""
         if not url:
             return "url_missing"
         if len(url) > self.max_length:

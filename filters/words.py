@@ -43,6 +43,7 @@ def import_spacy_without_torch():
 
 
 class CachedSpacyTokenizer(WordTokenizer):
+    """spaCy's word and sentence splitting with a chunk cache; datatrove's filters accept it as their tokenizer."""
     def __init__(self, language: str = "en", max_cache: int = _DEFAULT_CACHE) -> None:
         super().__init__(language)
         spacy = import_spacy_without_torch()
@@ -64,6 +65,7 @@ class CachedSpacyTokenizer(WordTokenizer):
         return toks
 
     def word_tokenize(self, text: str) -> list[str]:
+        """spaCy's tokens of the text (memoised: the rule sets of one document share them)."""
         memo = self._memo
         if getattr(memo, "text", None) is text:
             return memo.words
@@ -100,4 +102,5 @@ class CachedSpacyTokenizer(WordTokenizer):
         return spans
 
     def sent_tokenize(self, text: str) -> list[str]:
+        """The text's sentences, by spaCy's sentencizer rule."""
         return [text[a:b].strip() for a, b in self.span_tokenize(text) if text[a:b].strip()]

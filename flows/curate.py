@@ -32,7 +32,7 @@ from winnow.shardio import (
     shard_name,
     write_bytes_atomic,
 )
-from winnow.stage import CorpusContext, CorpusStage, Stage, StageEnv, get, registered
+from winnow.stage import CorpusContext, CorpusStage, StageEnv, get, overrides, registered
 from winnow.stats import StageStats, funnel_markdown, funnel_rows, merge_runs
 from winnow.tasks.pipeline import WinnowConfig, corpus_stages, source_stages
 from winnow.tasks.shard import (
@@ -128,7 +128,7 @@ def run_pipeline(cfg: PipelineConfig, plan: RunPlan | None = None, checked: bool
         with task_runner_for(cfg.runner) as runner, display.live():
             mapper = PrefectMapper(runner, cfg.runner, display)
             checks = enabled_checks(cfg)
-            if any(get(name).prepare.__func__ is not Stage.prepare.__func__ for name, _ in checks):
+            if any(overrides(get(name), "prepare") for name, _ in checks):
                 mapper.run_one(prepare_stages, {"checks": checks, "env": _env(cfg)}, name="prepare")
             if not checked:
                 _check_in_workers(cfg, mapper, len(plan.jobs))
@@ -296,6 +296,7 @@ def _write_summary(cfg: PipelineConfig, summary: dict[str, Any], stats: dict[str
 
 
 def print_summary(summary: Mapping[str, Any], stats: dict[str, StageStats], console: Console) -> None:
+    """The funnel table and the shard and packing lines, on the terminal."""
     table = Table(title=f"winnow curate: {summary['rows']:,} documents -> {summary['output']}",
                   title_justify="left")
     for col in ("stage", "what", "docs_in", "docs_out", "kept", "bytes_in", "bytes_out"):

@@ -9,10 +9,12 @@ runner (threads, processes or Dask), showing progress on the terminal and in the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -45,6 +47,7 @@ def ignore_sigint() -> None:
 
 
 def task_runner_for(runner: RunnerConfig) -> TaskRunner[Any]:
+    """The Prefect task runner a config asks for."""
     if runner.kind == "processes":
         return ProcessPoolTaskRunner(max_workers=runner.workers, initializer=ignore_sigint)
     if runner.kind == "dask":
@@ -91,17 +94,21 @@ class Display:
 
     @contextlib.contextmanager
     def live(self) -> Iterator[Display]:
+        """Show the bars (on a terminal) for the duration of the run."""
         with self.progress, route_prefect_console(self.progress.console if self.enabled else None):
             yield self
 
     def note(self, message: str) -> None:
+        """A winnow note on the terminal, above the bars, when Prefect's INFO lines are off."""
         if self.echo_notes:
             self.progress.console.print(message, highlight=False)
 
     def phase(self, name: str, total: int) -> TaskID:
+        """A new progress bar for a phase of `total` units."""
         return self.progress.add_task(name, total=total, note="")
 
     def advance(self, bar: TaskID, n: int = 1, note: str = "") -> None:
+        """Move a bar on."""
         self.progress.update(bar, advance=n, note=note)
 
     def ui_progress(self, done: int, total: int, what: str) -> None:
@@ -126,6 +133,7 @@ def configure_display(console: Console | None = None, enabled: bool = True, show
 
 
 def default_display() -> Display:
+    """The display runs of this process use (see configure_display)."""
     return Display(**_display_settings)
 
 
@@ -161,6 +169,7 @@ class PrefectMapper:
 
     def task_for(self, fn: Callable[..., R], name: str, label: Callable[[Mapping[str, Any]], str] | None = None,
                  retries: int | None = None) -> Task[Any, R]:
+        """One Prefect task per (function, name), reused for every unit of that phase."""
         t = self._tasks.get((fn, name))
         if t is None:
             t = Task(fn, name=name, retries=self.config.retries if retries is None else retries,
@@ -171,6 +180,7 @@ class PrefectMapper:
     def submit(self, fn: Callable[..., R], items: Sequence[Mapping[str, Any]], name: str,
                label: Callable[[Mapping[str, Any]], str] | None = None,
                retries: int | None = None) -> list[PrefectFuture[R]]:
+        """Submit one task run per item; the futures, in item order."""
         t = self.task_for(fn, name, label, retries)
         return [self.runner.submit(t, parameters=dict(item)) for item in items]
 
@@ -228,7 +238,15 @@ class _NewSessionPopen(subprocess.Popen):  # type: ignore[type-arg,unused-ignore
         kwargs.setdefault("start_new_session", True)
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
+        kwargs.setdefault("preexec_fn", _die_with_parent)
         super().__init__(*args, **kwargs)
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before exec: SIGTERM when winnow dies. Out of winnow's process
+    group, the server would outlive a `kill -9` of the run (Linux; elsewhere it stops at exit)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 _server: TemporaryServer | None = None
@@ -254,6 +272,7 @@ def ensure_api(runner: RunnerConfig) -> TemporaryServer | None:
 
 
 def stop_temporary_server() -> None:
+    """Stop the temporary server now (Ctrl-C; normally it stops at exit)."""
     global _server
     if _server is not None:
         with contextlib.suppress(Exception):

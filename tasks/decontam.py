@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from winnow.config import path_field
 from winnow.document import Document
 from winnow.filters.decontam import DEFAULT_MIN_WORDS, DEFAULT_N, MAX_N, DecontamError, NGramIndex, load_eval_sets
-from winnow.report import bar_chart, section
+from winnow.report import bar_chart, counter_items, section
 from winnow.shardio import InputError, StorageError, filesystem, join, list_inputs
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
@@ -28,6 +28,7 @@ INDEX_DIR = "_decontam"
 
 
 class DecontamConfig(DocumentStageConfig):
+    """Settings of the decontamination stage (YAML section `decontam`)."""
     enabled: bool = Field(False, description="Remove (or annotate) documents that contain evaluation-set text.")
     eval_sets: list[str] = path_field(
         default_factory=list,
@@ -65,6 +66,8 @@ def eval_stamps(section: DecontamConfig, storage_options: dict[str, Any] | None)
 
 
 def index_path(section: DecontamConfig, env: StageEnv, stamps: list[list[str]]) -> str:
+    """Where this run's index is saved: named by a digest of the eval files and settings, so a
+    changed eval set never reuses an old index."""
     digest = hashlib.sha256(json.dumps([stamps, section.fields, section.n, section.min_words]).encode()).hexdigest()
     return join(env.output, INDEX_DIR, f"index-{digest[:16]}.npz")
 
@@ -100,6 +103,7 @@ def build_index(section: DecontamConfig, env: StageEnv) -> tuple[NGramIndex, str
 
 @register
 class DecontamStage(DocumentStage[DecontamConfig]):
+    """Drops or annotates documents that contain evaluation-set text."""
     name = "decontam"
     config_model = DecontamConfig
     order = 40
@@ -148,8 +152,7 @@ class DecontamStage(DocumentStage[DecontamConfig]):
     def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:
         if stats is None:
             return None
-        rows = sorted(((k.split(":", 1)[1], float(v)) for k, v in stats.counters.items() if k.startswith("benchmark:")),
-                      key=lambda kv: -kv[1])
+        rows = counter_items(stats, "benchmark:")
         return section("decontam", "Benchmark contamination",
                        f"<p>{stats.docs_in - stats.docs_out:,} of {stats.docs_in:,} documents removed.</p>"
                        + bar_chart(rows, "documents sharing an n-gram with each benchmark", chart_id="decontam-chart"))

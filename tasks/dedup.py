@@ -1,15 +1,19 @@
-"""MinHash near-deduplication in phases that each run per shard or per band partition, so
-memory is bounded by a shard or a partition, never by the corpus:
+"""MinHash near-deduplication in phases that each run as tasks over groups of shards or over
+partitions, so a task's memory is bounded by a group or a partition, never by the corpus:
 
-1. ``signatures_shard`` (map over document shards): shingles -> MinHash -> one bucket key per
-   band (+ an exact-text key), written as ``bands/band=BB/range=RRRR/part-SSSSS.parquet``
-   sorted by key (``dedup.partitions`` key ranges per band), plus the full signatures.
-2. ``band_components`` (map over bands x key ranges): documents sharing a key in a band form
-   a group; the group's smallest document id is its root (optionally verified against the
-   full signatures). Written as ``components/band=BB-range=RRRR.parquet``.
-3. components (see ``_components_phase``): the partial components of all bands are joined
-   into connected components; the result is split by shard: ``clusters/part-SSSSS.parquet``
-   (row, root, cluster size).
+1. signatures (map over groups of consecutive shards, ``dedup.group_docs`` documents each):
+   shingles -> MinHash -> one bucket key per band (+ an exact-text key); per band one file
+   ``bands/band=BB/group=GGGGG.parquet`` with one row group per key range (``key % R``: a
+   shuffle file, :func:`winnow.shardio.write_partitioned`), plus every shard's full signatures.
+2. ``band_components`` (map over bands x key ranges): reads row group r of every group's file
+   of its band; documents sharing a key form a group, whose smallest document id is its root
+   (optionally verified against the full signatures). Written as member -> root edges,
+   ``components/band=BB-range=RRRR.parquet``. R is ``dedup.partitions``, or with ``auto`` one
+   range per ``dedup.partition_docs`` documents, so a band task never grows with the corpus.
+3. connected components (:mod:`winnow.components`): the edges of every band joined into
+   components by rounds of partition tasks (alternating large-star / small-star), the sizes
+   and representatives assigned per partition, and ``clusters/part-SSSSS.parquet`` (row,
+   root, cluster size) written per group of shards.
 4. ``filter_shard`` (map over document shards): keep a document unless it is in a cluster and
    is not its root (the smallest id: the earliest document in input order); record the
    cluster size, optionally write the kept one several times (rehydration).
@@ -25,29 +29,31 @@ a rerun resumes at the unit that failed and a changed input starts the dedup wor
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from winnow.components import CLUSTERS_DIR, components_in_memory, connected_components
 from winnow.config import path_field
 from winnow.document import Document
 from winnow.minhash import WordHasher, band_keys, permutations, text_signatures
 from winnow.report import bar_chart, section
-from winnow.resume import Marker, ShardRef, ShardResult, derive_shard, work_key
+from winnow.resume import Marker, ShardRef, ShardResult, derive_shard, group_by_rows, work_key
 from winnow.shardio import (
     filesystem,
     join,
     read_documents,
+    read_partition,
     read_table,
     shard_name,
     write_bytes_atomic,
+    write_partitioned,
     write_table_atomic,
 )
 from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
@@ -60,6 +66,7 @@ WORK_DIR = "dedup"
 
 
 class DedupConfig(StageConfig):
+    """Settings of the MinHash dedup stage (YAML section `dedup`)."""
     enabled: bool = Field(False, description="MinHash near-deduplication across all curated shards.")
     ngram: int = Field(5, ge=1, le=16, description="Word n-gram size of the shingles.")
     bands: int = Field(14, ge=1, description="LSH bands.")
@@ -70,10 +77,19 @@ class DedupConfig(StageConfig):
         0.8, description="Keep a candidate pair (same bucket in some band) only if the full signatures "
                          "agree on at least this share of hashes (estimated Jaccard); null: trust the "
                          "buckets, as datatrove/FineWeb do. Removes the 0.6-0.8 pairs LSH lets through.")
-    partitions: int = Field(
-        1, ge=1, le=4096,
-        description="Key ranges per band. A band task holds 16 bytes per document of the whole corpus "
-                    "divided by this: raise it for corpora past a worker's memory (1B docs, 64 -> 250 MB).")
+    partitions: int | Literal["auto"] = Field(
+        "auto", description="Key ranges per band: a band task holds 16 bytes per document of its range. "
+                            "auto: one range per `partition_docs` documents of the corpus, so a band task's "
+                            "memory stays the same however large the corpus.")
+    partition_docs: int = Field(
+        20_000_000, ge=1000, description="auto partitions: documents per key range of a band (16 bytes each, "
+                                         "about 3x that while sorting).")
+    group_docs: int = Field(
+        2_000_000, ge=1, description="Signature tasks take consecutive shards of about this many documents and "
+                                     "write one band-key file per band for them.")
+    cc_part_edges: int = Field(
+        10_000_000, ge=1000, description="Connected components run over partitions of about this many edges "
+                                         "(about 32 bytes each in a task).")
     single_task_below: int = Field(
         200_000, ge=0, description="Corpora with fewer documents run signatures to clusters in one task "
                                    "(seconds of work, which the staged map over shards and bands would "
@@ -87,6 +103,13 @@ class DedupConfig(StageConfig):
         description="FineWeb-2-style rehydration: {min_cluster_size: copies}; the kept document of a "
                     "cluster of size s is written `copies` times for the largest min_cluster_size <= s. "
                     "Empty: keep one copy, record the size only.")
+
+    @field_validator("partitions")
+    @classmethod
+    def _ranges(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 65536:
+            raise ValueError("partitions must be 1..65536 or auto")
+        return v
 
     @field_validator("upsample")
     @classmethod
@@ -107,34 +130,28 @@ LOW32 = np.uint64(0xFFFFFFFF)
 PARAMS = "params.json"
 
 
-BATCH = 20_000
-KEY_SCHEMA = pa.schema([("key", pa.uint64()), ("doc", pa.uint64())])
-COMPONENT_SCHEMA = pa.schema([("doc", pa.uint64()), ("root", pa.uint64())])
-CLUSTER_SCHEMA = pa.schema([("row", pa.uint32()), ("root", pa.uint64()), ("size", pa.uint32())])
-
-
-NEW = np.uint64(1 << 62)
-LOW32 = np.uint64(0xFFFFFFFF)
-PARAMS = "params.json"
-
-
 def doc_ids(shard: int, rows: np.ndarray) -> np.ndarray:
+    """Run-unique document ids that sort in input order (shard, row): the smallest id of a
+    cluster is its earliest document."""
     return NEW | (np.uint64(shard) << np.uint64(32)) | rows.astype(np.uint64)
 
 
 def shard_of(ids: np.ndarray) -> np.ndarray:
     # 24 bits of shard number (16M shards); above them: NEW, or the index number of an earlier run.
+    """The shard an id belongs to."""
     return ((ids >> np.uint64(32)) & np.uint64(0xFFFFFF)).astype(np.int64)
 
 
 def params(cfg: DedupConfig) -> dict[str, Any]:
     """What must match for two runs' band keys to be comparable."""
     return {"ngram": cfg.ngram, "bands": cfg.bands, "rows": cfg.rows, "seed": cfg.seed, "exact": cfg.exact,
-            "signatures": cfg.verify_threshold is not None,
+            "signatures": cfg.verify_threshold is not None, "layout": "groups-v2",
             "shingle_hash": "winnow-xxh3-posmult-v1", "band_key": "winnow-mix64-v1"}
 
 
 def check_index(cfg: DedupConfig, so: dict[str, Any] | None = None) -> None:
+    """Earlier runs named in dedup.index must be dedup folders built with the same parameters, or
+    their keys mean nothing here."""
     for path in cfg.index:
         fs, p = filesystem(join(path, PARAMS), so)
         if not fs.exists(p):
@@ -148,18 +165,12 @@ def check_index(cfg: DedupConfig, so: dict[str, Any] | None = None) -> None:
 
 
 def n_partitions(cfg: DedupConfig) -> int:
+    """Band keys per document: the bands, plus the exact-text key."""
     return cfg.bands + (1 if cfg.exact else 0)
 
 
-def _write_table(table: pa.Table, path: str, so: dict[str, Any] | None) -> None:
-    write_table_atomic(table, path, so)
-
-
-def _read_table(path: str, so: dict[str, Any] | None) -> pa.Table:
-    return read_table(path, so)
-
-
 def sig_path(work: str, shard: int) -> str:
+    """Where a shard's full signatures are (verification reads rows of them)."""
     return join(work, "signatures", f"part-{shard:05d}.u32")
 
 
@@ -180,87 +191,6 @@ def read_signature_rows(path: str, rows: np.ndarray, num_perm: int, so: dict[str
     return np.frombuffer(b"".join(blobs), dtype="<u4").reshape(-1, num_perm)
 
 
-def band_path(work: str, band: int, part: int, shard: int) -> str:
-    return join(work, "bands", f"band={band:02d}", f"range={part:04d}", f"part-{shard:05d}.parquet")
-
-
-def component_path(work: str, band: int, part: int) -> str:
-    return join(work, "components", f"band={band:02d}-range={part:04d}.parquet")
-
-
-def band_tasks(cfg: DedupConfig) -> list[tuple[int, int]]:
-    """(band, key range) pairs: the units of stage 2."""
-    return [(b, p) for b in range(n_partitions(cfg)) for p in range(cfg.partitions)]
-
-
-def signatures_shard(docs: Iterable[Document], shard: int, work: str, cfg: DedupConfig,
-                     so: dict[str, Any] | None = None) -> dict[str, int]:
-    """Stage 1 for one shard. Returns counts (documents, without shingles)."""
-    a, b = permutations(cfg.bands * cfg.rows, cfg.seed)
-    hasher = WordHasher()
-    keys_parts: list[np.ndarray] = []
-    rows_parts: list[np.ndarray] = []
-    sig_parts: list[np.ndarray] = []
-    n_docs = n_empty = 0
-    texts: list[str] = []
-
-    def flush() -> None:
-        nonlocal n_empty
-        sig, has, exact = text_signatures(texts, cfg.ngram, hasher, a, b)
-        if cfg.verify_threshold is not None:
-            sig_parts.append(sig)
-        keys = band_keys(sig, cfg.bands, cfg.rows)
-        if cfg.exact:
-            keys = np.concatenate([keys, exact[:, None]], axis=1)
-        rows = np.arange(n_docs - len(texts), n_docs, dtype=np.uint64)
-        keys_parts.append(keys[has])  # documents without words are never duplicates
-        rows_parts.append(rows[has])
-        n_empty += int((~has).sum())
-        texts.clear()
-
-    for doc in docs:
-        n_docs += 1
-        texts.append(doc.text)
-        if len(texts) >= BATCH:
-            flush()
-    if texts:
-        flush()
-    keys = np.concatenate(keys_parts) if keys_parts else np.zeros((0, n_partitions(cfg)), dtype=np.uint64)
-    ids = doc_ids(shard, np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.uint64))
-    if cfg.verify_threshold is not None:
-        sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, len(a)), dtype=np.uint32)
-        _write_signatures(sigs, sig_path(work, shard), so)
-    parts = cfg.partitions
-    for band in range(n_partitions(cfg)):
-        order = np.lexsort((ids, keys[:, band]))
-        k, d = keys[order, band], ids[order]
-        key_range = k % np.uint64(parts)
-        for part in range(parts):
-            sel = key_range == part
-            _write_table(pa.table({"key": k[sel], "doc": d[sel]}, schema=KEY_SCHEMA),
-                         band_path(work, band, part, shard), so)
-    write_bytes_atomic(join(work, PARAMS), json.dumps(params(cfg)).encode(), so)
-    return {"documents": n_docs, "no_words": n_empty}
-
-
-def _index_parts(index: list[str], band: int, part: int, parts: int, so: dict[str, Any] | None) -> list[pa.Table]:
-    """Band files of earlier runs (any key-range split), restricted to this key range, with
-    their document ids moved below NEW (index k gets ids k << 56 | old id), so they sort
-    first and are always the group representative."""
-    tables = []
-    for k, path in enumerate(index):
-        fs, folder = filesystem(join(path, "bands", f"band={band:02d}"), so)
-        for f in sorted(fs.glob(posixpath.join(folder, "*", "part-*.parquet"))):
-            with fs.open(f, "rb") as fh:
-                t = pq.read_table(fh)
-            keys = t.column("key").to_numpy()
-            sel = keys % np.uint64(parts) == part
-            old = t.column("doc").to_numpy()[sel] & np.uint64((1 << 56) - 1)
-            tables.append(pa.table({"key": keys[sel], "doc": (np.uint64(k) << np.uint64(56)) | old},
-                                   schema=KEY_SCHEMA))
-    return tables
-
-
 def _signatures_of(ids: np.ndarray, work: str, index: list[str], num_perm: int,
                    so: dict[str, Any] | None) -> np.ndarray:
     """Full signatures of documents of this run (NEW ids) or of an index run (k << 56 | id)."""
@@ -278,28 +208,139 @@ def _signatures_of(ids: np.ndarray, work: str, index: list[str], num_perm: int,
     return out
 
 
-def band_components(band: int, part: int, n_shards: int, work: str, cfg: DedupConfig,
-                    so: dict[str, Any] | None = None) -> dict[str, int]:
-    """Stage 2 for one band: groups of equal keys -> (doc, root = smallest doc of the group).
+def n_ranges(cfg: DedupConfig, n_docs: int) -> int:
+    """Key ranges per band for a corpus of ``n_docs`` documents."""
+    if cfg.partitions == "auto":
+        return max(1, math.ceil(n_docs / cfg.partition_docs))
+    return int(cfg.partitions)
+
+
+def group_path(work: str, band: int, group: int) -> str:
+    """The band keys of one group of shards (one row group per key range)."""
+    return join(work, "bands", f"band={band:02d}", f"group={group:05d}.parquet")
+
+
+def component_path(work: str, band: int, part: int) -> str:
+    """Where the member->root edges of one band and key range are."""
+    return join(work, "components", f"band={band:02d}-range={part:04d}.parquet")
+
+
+def band_tasks(cfg: DedupConfig, ranges: int) -> list[tuple[int, int]]:
+    """(band, key range) pairs: the units of phase 2."""
+    return [(b, p) for b in range(n_partitions(cfg)) for p in range(ranges)]
+
+
+def shard_signatures(docs: Iterable[Document], shard: int, work: str, cfg: DedupConfig,
+                     so: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """One shard's band keys (documents x bands) and ids, its full signatures written to
+    ``sig_path`` when verifying; documents without words are never duplicates (left out)."""
+    a, b = permutations(cfg.bands * cfg.rows, cfg.seed)
+    hasher = WordHasher()
+    keys_parts: list[np.ndarray] = []
+    rows_parts: list[np.ndarray] = []
+    sig_parts: list[np.ndarray] = []
+    n_docs = n_empty = 0
+    texts: list[str] = []
+
+    def flush() -> None:
+        nonlocal n_empty
+        sig, has, exact = text_signatures(texts, cfg.ngram, hasher, a, b)
+        if cfg.verify_threshold is not None:
+            sig_parts.append(sig)
+        keys = band_keys(sig, cfg.bands, cfg.rows)
+        if cfg.exact:
+            keys = np.concatenate([keys, exact[:, None]], axis=1)
+        rows = np.arange(n_docs - len(texts), n_docs, dtype=np.uint64)
+        keys_parts.append(keys[has])
+        rows_parts.append(rows[has])
+        n_empty += int((~has).sum())
+        texts.clear()
+
+    for doc in docs:
+        n_docs += 1
+        texts.append(doc.text)
+        if len(texts) >= BATCH:
+            flush()
+    if texts:
+        flush()
+    keys = np.concatenate(keys_parts) if keys_parts else np.zeros((0, n_partitions(cfg)), dtype=np.uint64)
+    ids = doc_ids(shard, np.concatenate(rows_parts) if rows_parts else np.zeros(0, np.uint64))
+    if cfg.verify_threshold is not None:
+        sigs = np.concatenate(sig_parts) if sig_parts else np.zeros((0, len(a)), dtype=np.uint32)
+        _write_signatures(sigs, sig_path(work, shard), so)
+    return keys, ids, {"documents": n_docs, "no_words": n_empty}
+
+
+def signatures_group(shard_docs: Iterable[tuple[int, Iterable[Document]]], group: int, work: str,
+                     cfg: DedupConfig, ranges: int, so: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Phase 1 for one group of shards ((shard index, documents) pairs): its band-key files (one
+    per band, a row group per key range). Returns counts and the files' sizes (band tasks then
+    open them without a HEAD)."""
+    keys_parts, id_parts = [], []
+    counts = {"documents": 0, "no_words": 0}
+    for k, docs in shard_docs:
+        keys, ids, c = shard_signatures(docs, k, work, cfg, so)
+        keys_parts.append(keys)
+        id_parts.append(ids)
+        counts = {name: counts[name] + c[name] for name in counts}
+    keys = np.concatenate(keys_parts) if keys_parts else np.zeros((0, n_partitions(cfg)), dtype=np.uint64)
+    ids = np.concatenate(id_parts) if id_parts else np.zeros(0, dtype=np.uint64)
+    sizes = []
+    for band in range(n_partitions(cfg)):
+        band_keys = keys[:, band]
+        sizes.append(write_partitioned(group_path(work, band, group), KEY_SCHEMA,
+                                       [({"key": band_keys, "doc": ids},
+                                         (band_keys % np.uint64(ranges)).astype(np.int64))],
+                                       ranges, so))
+    write_bytes_atomic(join(work, PARAMS), json.dumps(params(cfg)).encode(), so)
+    return {**counts, "sizes": sizes}
+
+
+def _index_parts(index: list[str], band: int, part: int, ranges: int, so: dict[str, Any] | None) -> list[pa.Table]:
+    """Band files of earlier runs (any key-range split), restricted to this key range, with
+    their document ids moved below NEW (index k gets ids k << 56 | old id), so they sort
+    first and are always the group representative."""
+    tables = []
+    for k, path in enumerate(index):
+        fs, folder = filesystem(join(path, "bands", f"band={band:02d}"), so)
+        for f in sorted(fs.glob(posixpath.join(folder, "group=*.parquet"))):
+            with fs.open(f, "rb") as fh:
+                t = pq.read_table(fh)
+            keys = t.column("key").to_numpy()
+            sel = keys % np.uint64(ranges) == part
+            old = t.column("doc").to_numpy()[sel] & np.uint64((1 << 56) - 1)
+            tables.append(pa.table({"key": keys[sel], "doc": (np.uint64(k) << np.uint64(56)) | old},
+                                   schema=KEY_SCHEMA))
+    return tables
+
+
+def band_components(band: int, part: int, n_groups: int, ranges: int, work: str, cfg: DedupConfig,
+                    so: dict[str, Any] | None = None, sizes: list[int] | None = None) -> dict[str, int]:
+    """Phase 2 for one band and key range: groups of equal keys -> (doc, root = smallest doc of
+    the group), as member -> root edges.
 
     With ``verify_threshold``, a member stays in its group only if its full signature agrees
     with the root's on at least that share of hashes (memory: the grouped documents only)."""
     verify_threshold, index, num_perm = cfg.verify_threshold, cfg.index, cfg.bands * cfg.rows
-    parts = [_read_table(band_path(work, band, part, s), so) for s in range(n_shards)]
-    parts += _index_parts(index, band, part, cfg.partitions, so)
-    table = pa.concat_tables(parts) if parts else pa.table({"key": [], "doc": []}, schema=KEY_SCHEMA)
-    keys = table.column("key").to_numpy()
-    docs = table.column("doc").to_numpy()
+    cols = read_partition([group_path(work, band, g) for g in range(n_groups)], part, ranges, KEY_SCHEMA, so, sizes)
+    extra = _index_parts(index, band, part, ranges, so)
+    keys, docs = cols["key"], cols["doc"]
+    if extra:
+        keys = np.concatenate([keys, *(t.column("key").to_numpy() for t in extra)])
+        docs = np.concatenate([docs, *(t.column("doc").to_numpy() for t in extra)])
     order = np.lexsort((docs, keys))
     keys, docs = keys[order], docs[order]
+    del order
     if len(keys):
         starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-        sizes = np.diff(np.append(starts, len(keys)))
-        group_root = np.repeat(docs[starts], sizes)
-        in_group = np.repeat(sizes > 1, sizes)
+        sizes_ = np.diff(np.append(starts, len(keys)))
+        group_root = np.repeat(docs[starts], sizes_)
+        in_group = np.repeat(sizes_ > 1, sizes_)
         docs_out, roots_out = docs[in_group], group_root[in_group]
     else:
         docs_out = roots_out = np.zeros(0, dtype=np.uint64)
+    n_keys = len(keys)
+    del keys, docs
     rejected = 0
     if verify_threshold is not None and len(docs_out):
         members = docs_out != roots_out
@@ -314,78 +355,15 @@ def band_components(band: int, part: int, n_shards: int, work: str, cfg: DedupCo
     # rejected by verification into a one-document "cluster".
     member = docs_out != roots_out
     docs_out, roots_out = docs_out[member], roots_out[member]
-    _write_table(pa.table({"doc": docs_out, "root": roots_out}, schema=COMPONENT_SCHEMA),
-                 component_path(work, band, part), so)
-    return {"keys": int(len(keys)), "grouped": int(len(docs_out)), "rejected_by_verification": rejected}
-
-
-def _connected(docs: np.ndarray, roots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Connected components of the edges doc-root; returns (node, component min node)."""
-    nodes, inverse = np.unique(np.concatenate([docs, roots]), return_inverse=True)
-    if len(nodes) == 0:
-        return nodes, nodes
-    u, v = inverse[: len(docs)], inverse[len(docs):]
-    graph = coo_matrix((np.ones(len(u), dtype=np.int8), (u, v)), shape=(len(nodes), len(nodes)))
-    _, labels = connected_components(graph, directed=False)
-    # Representative = smallest document id of the component (nodes are sorted: first index).
-    comp_min = np.full(labels.max() + 1, len(nodes), dtype=np.int64)
-    np.minimum.at(comp_min, labels, np.arange(len(nodes)))
-    return nodes, nodes[comp_min[labels]]
-
-
-def merge_components(paths: list[str], work: str, so: dict[str, Any] | None = None,
-                     merge_round: Callable[[list[list[str]], list[str]], None] | None = None) -> str:
-    """Stage 3: pairwise merge partial components, round by round, until one is left; returns
-    the final file.
-
-    Each merge holds only the documents that have a duplicate in one of its two inputs.
-    ``merge_round(pairs, outs)`` runs the merges of one round (in the flow: mapped tasks, all
-    of a round in parallel); default: one after the other in this process.
-    """
-    def in_process(pairs: list[list[str]], outs: list[str]) -> None:
-        for pair, out in zip(pairs, outs):
-            merge_pair(pair, out, so)
-
-    merge_round = merge_round or in_process
-    level, round_no = list(paths), 0
-    while len(level) > 1:
-        pairs = [level[k : k + 2] for k in range(0, len(level), 2)]
-        outs = [join(work, "merged", f"round={round_no:02d}", f"part-{k:03d}.parquet") for k in range(len(pairs))]
-        merge_round(pairs, outs)
-        level, round_no = outs, round_no + 1
-    return level[0]
-
-
-def merge_pair(pair: list[str], out: str, so: dict[str, Any] | None = None) -> None:
-    tables = [_read_table(p, so) for p in pair]
-    table = pa.concat_tables(tables)
-    nodes, roots = _connected(table.column("doc").to_numpy(), table.column("root").to_numpy())
-    _write_table(pa.table({"doc": nodes, "root": roots}, schema=COMPONENT_SCHEMA), out, so)
-
-
-def split_clusters(final: str, n_shards: int, work: str, so: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Final components -> per-shard files of (row, root, cluster size); size histogram."""
-    table = _read_table(final, so)
-    docs, roots = table.column("doc").to_numpy(), table.column("root").to_numpy()
-    _, inverse, counts = np.unique(roots, return_inverse=True, return_counts=True)
-    sizes = counts[inverse].astype(np.uint32)
-    new = (docs & NEW) != 0  # documents of earlier runs (index) are not in this run's shards
-    shards = shard_of(docs)
-    for s in range(n_shards):
-        sel = new & (shards == s)
-        _write_table(pa.table({"row": (docs[sel] & LOW32).astype(np.uint32), "root": roots[sel],
-                               "size": sizes[sel]}, schema=CLUSTER_SCHEMA),
-                     join(work, "clusters", f"part-{s:05d}.parquet"), so)
-    hist = {int(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))}
-    new_roots = int(((np.unique(roots) & NEW) != 0).sum())
-    return {"clusters": int(len(counts)), "documents_in_clusters": int(new.sum()),
-            "removed": int(new.sum()) - new_roots, "cluster_size_histogram": hist}
+    write_table_atomic(pa.table({"doc": docs_out, "root": roots_out}, schema=COMPONENT_SCHEMA),
+                       component_path(work, band, part), so)
+    return {"keys": int(n_keys), "grouped": int(len(docs_out)), "rejected_by_verification": rejected}
 
 
 def filter_shard(docs: Iterable[Document], shard: int, work: str, cfg: DedupConfig, stats: StageStats,
                  so: dict[str, Any] | None = None) -> Iterator[Document]:
     """Stage 4 for one shard: drop non-representative cluster members, record cluster sizes."""
-    table = _read_table(join(work, "clusters", f"part-{shard:05d}.parquet"), so)
+    table = read_table(join(work, CLUSTERS_DIR, f"part-{shard:05d}.parquet"), so)
     members = dict(zip(table.column("row").to_pylist(),
                        zip(table.column("root").to_pylist(), table.column("size").to_pylist())))
     thresholds = sorted(cfg.upsample.items())
@@ -420,20 +398,25 @@ def _size_bucket(size: int) -> str:
 
 def dedup_in_process(shards: list[list[Document]], work: str, cfg: DedupConfig,
                      so: dict[str, Any] | None = None) -> tuple[list[list[Document]], dict[str, Any], StageStats]:
-    """All four stages in this process, for small inputs, tests and benchmarks (the flow runs
-    the same functions as mapped Prefect tasks)."""
-    for k, docs in enumerate(shards):
-        signatures_shard(docs, k, work, cfg, so)
+    """Every phase in this process, for small inputs, tests and benchmarks (the flow runs the
+    same functions as mapped Prefect tasks): one signature group per shard."""
     check_index(cfg, so)
-    paths = []
-    for band, part in band_tasks(cfg):
-        band_components(band, part, len(shards), work, cfg, so)
-        paths.append(component_path(work, band, part))
-    final = merge_components(paths, work, so)
-    summary = split_clusters(final, len(shards), work, so)
+    ranges = n_ranges(cfg, sum(len(s) for s in shards))
+    for k, docs in enumerate(shards):
+        signatures_group([(k, docs)], k, work, cfg, ranges, so)
+    units = band_tasks(cfg, ranges)
+    edges = sum(band_components(b, p, len(shards), ranges, work, cfg, so)["grouped"] for b, p in units)
+    summary = connected_components([component_path(work, b, p) for b, p in units], work,
+                                   cc_parts(cfg, edges), len(shards), storage_options=so,
+                                   clusters_dir=join(work, CLUSTERS_DIR))
     stats = StageStats()
     kept = [list(filter_shard(docs, k, work, cfg, stats, so)) for k, docs in enumerate(shards)]
     return kept, summary, stats
+
+
+def cc_parts(cfg: DedupConfig, edges: int) -> int:
+    """Partitions of the connected-components rounds for ``edges`` member -> root edges."""
+    return max(1, math.ceil(edges / cfg.cc_part_edges))
 
 
 # ----------------------------------------------------------------------------- units of work
@@ -442,59 +425,35 @@ def dedup_in_process(shards: list[list[Document]], work: str, cfg: DedupConfig,
 # anything upstream changed, and the flow wipes the work folder when the key changes.
 
 
-def signatures_unit(shards: list[ShardRef], indices: list[int], work: str, cfg: DedupConfig, key: str,
+def signatures_unit(groups: list[dict[str, Any]], work: str, cfg: DedupConfig, ranges: int, key: str,
                     storage_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Phase 1 for a batch of shards (milliseconds each: batched so scheduling does not dominate)."""
+    """Phase 1 for a batch of shard groups (each keeps its own files and marker)."""
     out: list[dict[str, Any]] = []
-    for ref, k in zip(shards, indices, strict=True):
-        marker = Marker(sig_marker_output(work, k), storage_options)
-        if marker.check(key, require_output=False)[0] is not None:
-            out.append({"skipped": True})
+    for g in groups:
+        marker = Marker(join(work, "bands", f"group={g['group']:05d}"), storage_options,
+                        path=join(work, "bands", "_done", f"group={g['group']:05d}.json"))
+        done = marker.check(key, require_output=False)[0]
+        if done is not None:
+            out.append({**done["counts"], "skipped": True})
             continue
-        counts = signatures_shard(read_documents(ref.path, StageStats(), storage_options), k, work, cfg,
-                                  storage_options)
-        marker.write(key, counts)
+        shard_docs = ((k, read_documents(ref.path, StageStats(), storage_options))
+                      for ref, k in zip(g["shards"], g["indices"], strict=True))
+        counts = signatures_group(shard_docs, g["group"], work, cfg, ranges, storage_options)
+        marker.write(key, {"counts": counts})
         out.append(counts)
     return out
 
 
-def sig_marker_output(work: str, shard: int) -> str:
-    return join(work, "signatures", shard_name(shard))
-
-
-def band_unit(band: int, part: int, n_shards: int, work: str, cfg: DedupConfig, key: str,
-              storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def band_unit(band: int, part: int, n_groups: int, ranges: int, work: str, cfg: DedupConfig, key: str,
+              storage_options: dict[str, Any] | None = None, sizes: list[int] | None = None) -> dict[str, Any]:
     """Phase 2 for one band and key range."""
     marker = Marker(component_path(work, band, part), storage_options)
     done = marker.check(key)[0]
     if done is not None:
-        return {"skipped": True}
-    out = band_components(band, part, n_shards, work, cfg, storage_options)
-    marker.write(key, out)
-    return out
-
-
-def merge_unit(pair: list[str], out: str, key: str, storage_options: dict[str, Any] | None = None) -> str:
-    """Phase 3: one pairwise merge of partial components."""
-    marker = Marker(out, storage_options)
-    if marker.check(key)[0] is None:
-        merge_pair(pair, out, storage_options)
-        marker.write(key, {"inputs": pair})
-    return out
-
-
-def clusters_unit(final: str, n_shards: int, work: str, key: str,
-                  storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Phase 3b: the final components split by shard."""
-    marker = Marker(join(work, "clusters"), storage_options, path=join(work, "_done", "clusters.json"))
-    done = marker.check(key, require_output=False)[0]
-    if done is not None:
-        summary = dict(done["summary"])
-        summary["cluster_size_histogram"] = {int(k): v for k, v in summary["cluster_size_histogram"].items()}
-        return summary
-    summary = split_clusters(final, n_shards, work, storage_options)
-    marker.write(key, {"summary": summary})
-    return summary
+        return {**done["counts"], "skipped": True}
+    counts = band_components(band, part, n_groups, ranges, work, cfg, storage_options, sizes)
+    marker.write(key, {"counts": counts})
+    return counts
 
 
 def filter_unit(shards: list[ShardRef], indices: list[int], work: str, outs: list[str], cfg: DedupConfig,
@@ -510,21 +469,24 @@ def filter_unit(shards: list[ShardRef], indices: list[int], work: str, outs: lis
             for ref, k, out in zip(shards, indices, outs, strict=True)]
 
 
+def _signature_groups(inputs: list[ShardRef], cfg: DedupConfig) -> list[dict[str, Any]]:
+    return [{"group": g, "shards": [inputs[k] for k in idx], "indices": idx}
+            for g, idx in enumerate(group_by_rows(inputs, cfg.group_docs))]
+
+
 def all_in_one_unit(shards: list[ShardRef], work: str, cfg: DedupConfig, key: str,
                     storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Phases 1-3 in one task, for small corpora: the same functions, files and markers."""
-    n = len(shards)
-    signatures_unit(shards, list(range(n)), work, cfg, key, storage_options)
-    for band, part in band_tasks(cfg):
-        band_unit(band, part, n, work, cfg, key, storage_options)
-
-    def merge_round(pairs: list[list[str]], outs: list[str]) -> None:
-        for pair, out in zip(pairs, outs, strict=True):
-            merge_unit(pair, out, key, storage_options)
-
-    final = merge_components([component_path(work, b, p) for b, p in band_tasks(cfg)], work, storage_options,
-                             merge_round)
-    return clusters_unit(final, n, work, key, storage_options)
+    ranges = n_ranges(cfg, sum(r.rows for r in shards))
+    groups = _signature_groups(shards, cfg)
+    results = signatures_unit(groups, work, cfg, ranges, key, storage_options)
+    units = band_tasks(cfg, ranges)
+    for b, p in units:
+        band_unit(b, p, len(groups), ranges, work, cfg, key, storage_options, [r["sizes"][b] for r in results])
+    # One task holds the whole (small) graph anyway: scipy in memory, the reference the
+    # distributed rounds are tested equal to.
+    return components_in_memory([component_path(work, b, p) for b, p in units], len(shards),
+                                join(work, CLUSTERS_DIR), storage_options)
 
 
 def _reset_work(work: str, key: str, storage_options: dict[str, Any] | None) -> None:
@@ -541,10 +503,12 @@ def _reset_work(work: str, key: str, storage_options: dict[str, Any] | None) -> 
 
 @register
 class DedupStage(CorpusStage[DedupConfig]):
+    """MinHash near-dedup over every shard of the run."""
+
     name = STAGE
     config_model = DedupConfig
     order = 100
-    summary = "MinHash near-dedup across all shards: signatures -> band buckets -> components -> filter."
+    summary = "MinHash near-dedup across all shards: signatures -> band buckets -> connected components -> filter."
 
     @classmethod
     def check(cls, section: DedupConfig, env: StageEnv) -> None:
@@ -558,37 +522,46 @@ class DedupStage(CorpusStage[DedupConfig]):
         key = work_key([r.key for r in inputs], cls.settings(section))
         _reset_work(work, key, so)
         deduped = [join(ctx.output, DEDUPED_DIR, shard_name(k)) for k in range(n)]
-        batches = ctx.mapper.batches(n, tasks_per_worker=4)
-        if sum(r.rows for r in inputs) < section.single_task_below:
+        n_docs = sum(r.rows for r in inputs)
+        if n_docs < section.single_task_below:
             summary = ctx.mapper.run_one(all_in_one_unit, {"shards": inputs, "work": work, "cfg": section,
                                                            "key": key, "storage_options": so},
                                          name="dedup-clusters-all")
         else:
-            ctx.mapper.map(signatures_unit, [{"shards": [inputs[k] for k in b], "indices": b, "work": work,
-                                              "cfg": section, "key": key, "storage_options": so} for b in batches],
-                           name="dedup-signatures", label=_batch_label)
-            units = band_tasks(section)
-            ctx.mapper.map(band_unit, [{"band": b, "part": p, "n_shards": n, "work": work, "cfg": section,
-                                        "key": key, "storage_options": so} for b, p in units],
-                           name="dedup-band", label=lambda item: f"band {item['band']} range {item['part']}")
+            ranges = n_ranges(section, n_docs)
+            groups = _signature_groups(inputs, section)
+            batches = ctx.mapper.batches(len(groups), tasks_per_worker=4)
+            results = [r for part in ctx.mapper.map(
+                signatures_unit, [{"groups": [groups[g] for g in b], "work": work, "cfg": section, "ranges": ranges,
+                                   "key": key, "storage_options": so} for b in batches],
+                name="dedup-signatures", label=lambda item: f"groups {item['groups'][0]['group']}-"
+                                                            f"{item['groups'][-1]['group']}") for r in part]
+            units = band_tasks(section, ranges)
+            bands = ctx.mapper.map(band_unit, [
+                {"band": b, "part": p, "n_groups": len(groups), "ranges": ranges, "work": work, "cfg": section,
+                 "key": key, "storage_options": so, "sizes": [r["sizes"][b] for r in results]} for b, p in units],
+                name="dedup-band", label=lambda item: f"band {item['band']} range {item['part']}")
+            edges = sum(r["grouped"] for r in bands)
 
-            def merge_round(pairs: list[list[str]], outs: list[str]) -> None:
-                ctx.mapper.map(merge_unit, [{"pair": p, "out": o, "key": key, "storage_options": so}
-                                            for p, o in zip(pairs, outs, strict=True)], name="dedup-merge")
+            def run_round(fn: Callable[..., Any], items: list[dict[str, Any]]) -> list[Any]:
+                return ctx.mapper.map(fn, items, name=f"dedup-{fn.__name__.removesuffix('_task').replace('_', '-')}")
 
-            final = merge_components([component_path(work, b, p) for b, p in units], work, so, merge_round)
-            summary = ctx.mapper.run_one(clusters_unit, {"final": final, "n_shards": n, "work": work, "key": key,
-                                                         "storage_options": so}, name="dedup-clusters")
-        results = [r for part in ctx.mapper.map(
+            summary = connected_components([component_path(work, b, p) for b, p in units], work,
+                                           cc_parts(section, edges), n, run_round, storage_options=so,
+                                           clusters_dir=join(work, CLUSTERS_DIR))
+        batches = ctx.mapper.batches(n, tasks_per_worker=4)
+        results_f = [r for part in ctx.mapper.map(
             filter_unit, [{"shards": [inputs[k] for k in b], "indices": b, "work": work,
                            "outs": [deduped[k] for k in b], "cfg": section, "key": key, "storage_options": so,
                            "rows_per_group": ctx.rows_per_row_group} for b in batches],
             name="dedup-filter", label=_batch_label) for r in part]
         stats = StageStats()
-        for r in results:
+        for r in results_f:
             stats.merge(StageStats.from_dict(r.stats[STAGE]))
+        summary = {k: v for k, v in summary.items() if k in ("clusters", "documents_in_clusters", "removed",
+                                                             "cluster_size_histogram", "rounds")}
         ctx.log(f"dedup: {summary['clusters']:,} clusters, {summary['removed']:,} near-duplicates removed")
-        refs = [r.ref for r in results if r.ref is not None]
+        refs = [r.ref for r in results_f if r.ref is not None]
         return CorpusResult(refs, {STAGE: stats}, summary, summary_key="dedup",
                             final_output=join(ctx.output, DEDUPED_DIR))
 
@@ -603,6 +576,8 @@ class DedupStage(CorpusStage[DedupConfig]):
                        f'documents; {info.get("removed", 0):,} removed.</p>'
                        + bar_chart([(f"size {k}", v) for k, v in sizes], "clusters per cluster size",
                                    chart_id="dedup-chart"))
+
+
 
 
 def _batch_label(item: Mapping[str, Any]) -> str:

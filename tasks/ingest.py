@@ -19,6 +19,7 @@ from winnow.warc import HttpResponse, iter_http_responses
 
 
 class UrlFilterConfig(StrictModel):
+    """URL checks and block lists (YAML section `ingest.url_filter`)."""
     allowed_schemes: list[str] = Field(default_factory=lambda: ["http", "https"],
                                        description="URL schemes kept; others are dropped as url_scheme.")
     max_length: int = Field(2048, ge=16, description="URLs longer than this are dropped (url_too_long).")
@@ -42,6 +43,7 @@ class UrlFilterConfig(StrictModel):
 
 
 class IngestConfig(StageConfig):
+    """Settings of the ingest stage (YAML section `ingest`)."""
     extractor: Literal["resiliparse", "resiliparse-raw", "trafilatura"] = Field(
         "resiliparse", description="resiliparse (fast main-content extraction + boilerplate-line cleanup, "
                                    "default), resiliparse-raw (no cleanup: keeps titles, captions, teasers) "
@@ -155,6 +157,7 @@ def ingest_warc(path: str, cfg: IngestConfig, stats: StageStats, storage_options
 
 @register
 class IngestStage(SourceStage[IngestConfig]):
+    """Reads WARC files into documents."""
     name = "ingest"
     config_model = IngestConfig
     order = 0

@@ -11,7 +11,7 @@ from pydantic import Field
 from winnow.config import path_field
 from winnow.document import Document
 from winnow.filters.lid import FastTextLID, ModelError, load_thresholds
-from winnow.report import bar_chart, section
+from winnow.report import bar_chart, counter_items, section
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
 
@@ -19,6 +19,7 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class LidConfig(DocumentStageConfig):
+    """Settings of the language-ID stage (YAML section `lid`)."""
     model_path: str | None = path_field(None, description="fastText LID model (lid.176.bin/.ftz, GlotLID, ...); "
                                                            "default: the bundled lid.176.ftz.")
     keep: list[str] = Field(default_factory=list,
@@ -40,6 +41,7 @@ def effective_thresholds(cfg: LidConfig) -> dict[str, float]:
 
 @register
 class LidStage(DocumentStage[LidConfig]):
+    """Annotates each document's language and keeps the ones asked for."""
     name = "lid"
     config_model = LidConfig
     order = 10
@@ -74,7 +76,6 @@ class LidStage(DocumentStage[LidConfig]):
 
     @classmethod
     def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:
-        counters = stats.counters if stats else {}
-        langs = sorted(((k[5:], float(v)) for k, v in counters.items() if k.startswith("lang:")), key=lambda kv: -kv[1])
+        langs = counter_items(stats, "lang:")
         return section("languages", "Languages", bar_chart(langs, "documents per detected language "
                                                                  "(before the keep-list)", chart_id="languages-chart"))

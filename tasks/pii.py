@@ -10,7 +10,7 @@ from pydantic import Field
 
 from winnow.document import Document
 from winnow.filters.pii import DEFAULT_REPLACEMENTS, PiiConfigError, PiiMasker
-from winnow.report import bar_chart, section
+from winnow.report import bar_chart, counter_items, section
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
 
@@ -18,8 +18,9 @@ Kind = Literal["email", "ip", "phone", "card"]
 
 
 class PiiConfig(DocumentStageConfig):
+    """Settings of the PII masking stage (YAML section `pii`)."""
     enabled: bool = Field(False, description="Mask personal data in the text (FineWeb masks emails and IPs).")
-    kinds: list[Kind] = Field(default_factory=lambda: ["email", "ip"],
+    kinds: list[Kind] = Field(default_factory=lambda: list[Kind](["email", "ip"]),
                               description="What to mask: email, ip (FineWeb's), phone, card (Luhn-checked).")
     replacements: dict[str, str] = Field(
         default_factory=dict, description="Placeholder per kind; defaults: " + ", ".join(
@@ -28,6 +29,7 @@ class PiiConfig(DocumentStageConfig):
 
 @register
 class PiiStage(DocumentStage[PiiConfig]):
+    """Masks personal data in the text; never drops a document."""
     name = "pii"
     config_model = PiiConfig
     order = 30
@@ -53,8 +55,7 @@ class PiiStage(DocumentStage[PiiConfig]):
     def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:
         if stats is None:
             return None
-        rows = sorted(((k.split(":", 1)[1], float(v)) for k, v in stats.counters.items() if k.startswith("masked:")),
-                      key=lambda kv: -kv[1])
+        rows = counter_items(stats, "masked:")
         return section("pii", "Personal data masked",
                        f"<p>{stats.counters.get('documents_masked', 0):,} of {stats.docs_in:,} documents had "
                        "something masked.</p>" + bar_chart(rows, "matches replaced, per kind", chart_id="pii-chart"))

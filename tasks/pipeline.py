@@ -72,12 +72,15 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
 
 
 def document_stages() -> list[type[Stage[Any]]]:
+    """The per-document stages, in pipeline order."""
     return by_kind("document")
 
 
 def source_stages() -> list[type[Stage[Any]]]:
+    """The stages that read input files."""
     return by_kind("source")
 
 
 def corpus_stages() -> list[type[Stage[Any]]]:
+    """The stages over all shards, in pipeline order (the flow runs them in this order)."""
     return by_kind("corpus")

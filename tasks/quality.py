@@ -26,6 +26,7 @@ def _all_rulesets() -> list[RuleSet]:
 
 
 class ClassifierConfig(StrictModel):
+    """The optional fastText quality classifier (YAML section `quality.classifier`)."""
     enabled: bool = Field(False, description="Score documents with a fastText quality classifier.")
     model_path: str | None = path_field(None, description="Model trained with `winnow train-quality`.")
     threshold: Score = Field(0.5, description="Keep documents whose positive-class probability is at least this.")
@@ -40,6 +41,7 @@ class ClassifierConfig(StrictModel):
 
 
 class QualityConfig(DocumentStageConfig):
+    """Settings of the quality stage (YAML section `quality`)."""
     mode: Literal["filter", "annotate"] = Field(
         "filter", description="filter: drop failing documents; annotate: keep them, record failed rules.")
     rules: list[RuleSet] = Field(
@@ -75,11 +77,12 @@ def _tokenizer(language: str) -> CachedSpacyTokenizer:
 
 @register
 class QualityStage(DocumentStage[QualityConfig]):
+    """Heuristic rule sets and the optional classifier, per document."""
     name = "quality"
     config_model = QualityConfig
     order = 20
-    summary = ("Gopher repetition + Gopher quality + C4 + FineWeb rules (datatrove's), then an optional "
-               "fastText quality classifier (`winnow train-quality`).")
+    summary = ("Gopher repetition + Gopher quality + C4 + FineWeb rules (datatrove's) with per-language "
+               "settings (FineWeb-2), then an optional fastText quality classifier (`winnow train-quality`).")
 
     def __init__(self, section: QualityConfig, env: StageEnv) -> None:
         super().__init__(section, env)

@@ -39,6 +39,7 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class RephraseConfig(StageConfig):
+    """Settings of the WRAP rephrasing stage (YAML section `rephrase`)."""
     enabled: bool = Field(False, description="WRAP: add LLM rephrasings of documents in the chosen styles.")
     backend: Literal["openai", "transformers", "vllm"] = Field(
         "openai", description="openai: an OpenAI-compatible server (vllm serve, SGLang, TGI, hosted API); "
@@ -99,6 +100,7 @@ _REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|sorry, but|i cannot|i can't|a
 
 
 def templates(cfg: RephraseConfig) -> dict[str, str]:
+    """The prompt template of every configured style; an unknown style is an error naming the known ones."""
     table = {**STYLES, **cfg.templates}
     unknown = [s for s in cfg.styles if s not in table]
     if unknown:
@@ -107,10 +109,12 @@ def templates(cfg: RephraseConfig) -> dict[str, str]:
 
 
 def template_hash(template: str) -> str:
+    """A short hash of a template: part of each chunk's key, so an edited prompt is asked again."""
     return hashlib.sha1(template.encode()).hexdigest()[:12]
 
 
 def token_counter() -> Callable[[str], int]:
+    """Token counts for chunking (cl100k: what the chunk limit is stated in)."""
     tok = load_tokenizer(threads=1)
     return lambda text: len(tok.encode_batch([text])[0])
 
@@ -203,6 +207,7 @@ class Journal:
             self._part += 1
 
     def add(self, key: str, text: str) -> None:
+        """Record one finished chunk (flushed at once on a local disk)."""
         self.done[key] = text
         line = json.dumps({"key": key, "text": text}, ensure_ascii=False) + "\n"
         if self.local:
@@ -222,6 +227,7 @@ class Journal:
             self._pending = []
 
     def close(self) -> None:
+        """Flush what is pending and close."""
         self.flush()
         if self.local:
             self._fh.close()
@@ -229,6 +235,7 @@ class Journal:
 
 @dataclass
 class Job:
+    """One document to rephrase in one style, cut into chunks."""
     doc: Document
     style: str
     chunks: list[str]
@@ -328,6 +335,7 @@ def rephrase_documents(docs: Iterable[Document], cfg: RephraseConfig, backend: B
 
 
 def build_backend(cfg: RephraseConfig) -> Backend:
+    """The generation backend a config names."""
     if cfg.backend == "openai":
         return OpenAIBackend(cfg.base_url or "", cfg.model or "", os.environ.get(cfg.api_key_env), cfg.concurrency,
                              cfg.timeout_s, cfg.max_retries, max_tokens=cfg.max_new_tokens,
@@ -360,6 +368,7 @@ def rephrase_unit(source: ShardRef, out: str, checkpoint: str, cfg: RephraseConf
 
 @register
 class RephraseStage(CorpusStage[RephraseConfig]):
+    """Adds LLM rephrasings of documents, per shard."""
     name = STAGE
     config_model = RephraseConfig
     order = 200

@@ -31,12 +31,14 @@ REJECTED_DIR = "rejected"
 
 @dataclass(frozen=True)
 class ShardJob:
+    """One shard of the run: its input files (with the stamps the listing saw) and its output."""
     index: int
     inputs: tuple[InputFile, ...]
     output: str
 
     @property
     def label(self) -> str:
+        """The output's file name, for task names and messages."""
         return posixpath.basename(self.output)
 
 
@@ -55,6 +57,7 @@ class ShardPlan:
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig) -> ShardPlan:
+        """The plan of a run's shards: built once in the flow, passed to every curate task."""
         sources = tuple((s.name, s.config_of(cfg)) for s in source_stages())
         stages = tuple((s.name, s.config_of(cfg)) for s in document_stages() if s.is_enabled(cfg))
         env = StageEnv(dict(cfg.storage_options), cfg.output)
@@ -69,14 +72,17 @@ class ShardPlan:
 
     @property
     def writes_rejected(self) -> bool:
+        """Whether any enabled stage writes its drops to rejected/."""
         return bool(self.settings["rejected"])
 
     def key(self, job: ShardJob) -> str:
+        """The key a shard's output gets: its inputs' stamps and the plan's settings."""
         return work_key([[f.path, f.stamp] for f in job.inputs], self.settings)
 
 
 @dataclass
 class ShardOutcome:
+    """What became of one shard of a task: its result, or why it failed."""
     index: int
     result: ShardResult | None
     error: str | None = None

@@ -63,11 +63,14 @@ def _is_boilerplate(line: str) -> bool:
 
 
 def drop_boilerplate_lines(text: str) -> str:
+    """Remove UI labels, photo credits and policy notices: lines no article body contains."""
     kept = [line for line in text.split("\n") if not _is_boilerplate(line)]
     return _BLANK_RUNS.sub("\n\n", "\n".join(kept)).strip()
 
 
 def trim_to_prose(text: str) -> str:
+    """Keep the span from the first to the last sentence-like line, cut at an end-of-article
+    marker: the main-content region of a page still holds teasers around the body."""
     lines = text.split("\n")
     # A copyright or cookie notice reads like a sentence but never anchors the article.
     prose = [i for i, ln in enumerate(lines) if _is_prose(ln) and not _is_boilerplate(ln)]
@@ -91,4 +94,5 @@ def trim_to_prose(text: str) -> str:
 def clean(text: str) -> str:
     # Trim first: the labels that drop_boilerplate_lines removes ("Read more", "Related")
     # are the end-of-article markers that trim_to_prose cuts at.
+    """Both rules, in order: what the default extractor applies after resiliparse."""
     return drop_boilerplate_lines(trim_to_prose(text))

@@ -67,10 +67,12 @@ def main_options(
     version_: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
                                            help="Print the version and exit.")] = False,
 ) -> None:
+    """Options every command shares (--quiet, --verbose, --version)."""
     _Options.quiet, _Options.verbose = quiet, verbose
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    """One red line and an exit code: a user sees what to fix, never a traceback."""
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
 
@@ -163,9 +165,9 @@ def _execute(cfg: Any) -> None:
     """Plan (output, inputs), check every stage's resources, then run the flow. Everything that
     can be refused is refused here, in a second, before a Prefect server starts."""
     from winnow.config import ConfigError  # noqa: PLC0415 - the CLI imports lazily so --help is instant
-    from winnow.lock import LockHeld, OutputLock  # noqa: PLC0415
-    from winnow.shardio import InputError, StorageError  # noqa: PLC0415
-    from winnow.stage import StageError  # noqa: PLC0415
+    from winnow.lock import LockHeld, OutputLock  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.shardio import InputError, StorageError  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.stage import StageError  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     _prefect_env()
     from winnow.flows.curate import (  # noqa: PLC0415 - imports prefect: after its environment is set
@@ -176,8 +178,8 @@ def _execute(cfg: Any) -> None:
         enabled_checks,
         plan_run,
     )
-    from winnow.flows.runtime import PhaseFailed, configure_display, ensure_api  # noqa: PLC0415
-    from winnow.stage import StageEnv  # noqa: PLC0415
+    from winnow.flows.runtime import PhaseFailed, configure_display, ensure_api  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.stage import StageEnv  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     try:
         plan = plan_run(cfg)
@@ -227,8 +229,8 @@ def _done(summary: dict[str, Any], cfg: Any) -> None:
 
 def _load(config: str | None, overrides: dict[str, Any], stages: str | None,
           storage_options: dict[str, Any] | None = None) -> Any:
-    from winnow.config import ConfigError  # noqa: PLC0415
-    from winnow.tasks.pipeline import load_config  # noqa: PLC0415
+    from winnow.config import ConfigError  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.tasks.pipeline import load_config  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     try:
         return load_config(config, overrides, stages=[s.strip() for s in stages.split(",") if s.strip()]
@@ -290,11 +292,11 @@ def demo(
 @app.command()
 def stages() -> None:
     """List the pipeline stages in order and every configuration field, with its default."""
-    from pydantic import BaseModel  # noqa: PLC0415
-    from pydantic_core import PydanticUndefined  # noqa: PLC0415
+    from pydantic import BaseModel  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from pydantic_core import PydanticUndefined  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
-    from winnow.config import PipelineConfig, RunnerConfig  # noqa: PLC0415
-    from winnow.tasks.pipeline import discover  # noqa: PLC0415
+    from winnow.config import PipelineConfig, RunnerConfig  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.tasks.pipeline import discover  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     def default_of(field: Any) -> str:
         if field.default_factory is not None:
@@ -345,9 +347,9 @@ def report(
     """Write OUTPUT/report.html: a self-contained page (inline SVG plots, no network) with the funnel
     per stage and rule, document lengths before/after filtering, and each stage's own section
     (languages, duplicate clusters, packing, rephrasing). `winnow run` writes it too."""
-    from winnow.flows.curate import report_sections  # noqa: PLC0415
-    from winnow.report import ReportError, write_report  # noqa: PLC0415
-    from winnow.shardio import StorageError, describe_storage_error  # noqa: PLC0415
+    from winnow.flows.curate import report_sections  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.report import ReportError, write_report  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.shardio import StorageError, describe_storage_error  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     so = _storage_options(storage_options)
     if config and not so:
@@ -363,7 +365,7 @@ def report(
         fail(message or f"{output}: {exc}")
     err.print(f"report written to [bold]{path}[/bold]", highlight=False)
     if open_browser and "://" not in path:
-        import webbrowser  # noqa: PLC0415
+        import webbrowser  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
         webbrowser.open(Path(path).resolve().as_uri())
 
@@ -423,11 +425,11 @@ def deploy(
     `prefect worker start --pool winnow` where winnow is installed and the config's paths are
     reachable (absolute paths or s3://).
     """
-    import shutil  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
+    import shutil  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    import subprocess  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     _prefect_env()
-    from prefect.settings import PREFECT_API_URL  # noqa: PLC0415
+    from prefect.settings import PREFECT_API_URL  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     if not PREFECT_API_URL.value():
         fail("PREFECT_API_URL is not set. Deployments live on a Prefect server: start one (`prefect server "
@@ -449,10 +451,10 @@ def deploy(
 
 
 def _ensure_work_pool(pool: str) -> None:
-    from prefect.client.orchestration import get_client  # noqa: PLC0415
-    from prefect.client.schemas.actions import WorkPoolCreate  # noqa: PLC0415
-    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415
-    from prefect.workers.process import ProcessWorker  # noqa: PLC0415
+    from prefect.client.orchestration import get_client  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from prefect.client.schemas.actions import WorkPoolCreate  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from prefect.workers.process import ProcessWorker  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     with get_client(sync_client=True) as client:
         try:
@@ -486,9 +488,9 @@ def train_quality(
     Prints precision/recall/F1 of the positive class on a validation split the model never
     trained on, and the model's size. Use it with `quality.classifier: {enabled: true, model_path: OUT}`.
     """
-    from winnow.filters.quality_classifier import train  # noqa: PLC0415
-    from winnow.shardio import InputError, StorageError, list_inputs, read_documents  # noqa: PLC0415
-    from winnow.stats import StageStats  # noqa: PLC0415
+    from winnow.filters.quality_classifier import train  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.shardio import InputError, StorageError, list_inputs, read_documents  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.stats import StageStats  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     def texts(patterns: list[str]) -> list[str]:
         stats = StageStats()
@@ -512,6 +514,7 @@ def train_quality(
 
 
 def main() -> None:  # pragma: no cover
+    """Console-script entry point."""
     app()
 
 

@@ -49,12 +49,9 @@ carrying the task's stats, so a rerun skips finished tasks and resumes where it 
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -62,15 +59,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from winnow.resume import Marker
 from winnow.shardio import (
-    atomic_put,
-    discard,
-    ensure_parent,
+    PartitionSource,
     filesystem,
-    is_local,
+    iter_partition,
     join,
-    temp_path,
-    write_bytes_atomic,
+    read_partition,
+    read_table,
+    write_partitioned,
     write_table_atomic,
 )
 
@@ -246,17 +243,20 @@ def marker_path(work: str, name: str) -> str:
     return join(cc_dir(work), "_done", f"{name}.json")
 
 
+def _marker(work: str, name: str, so: dict[str, Any] | None) -> Marker:
+    # The project's one marker format; its validity is the scratch folder's: the driver starts
+    # cc/ over whenever its inputs or partition counts differ from the stored params.
+    return Marker(join(cc_dir(work), name), so, path=marker_path(work, name))
+
+
 def _read_marker(work: str, name: str, so: dict[str, Any] | None) -> dict[str, Any] | None:
-    fs, p = filesystem(marker_path(work, name), so)
-    try:
-        with fs.open(p, "rb") as fh:
-            return json.loads(fh.read())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    info = _marker(work, name, so).read()
+    record = info.get("record") if info is not None else None
+    return record if isinstance(record, dict) else None
 
 
 def _write_marker(work: str, name: str, info: dict[str, Any], so: dict[str, Any] | None) -> None:
-    write_bytes_atomic(marker_path(work, name), json.dumps(info).encode(), so)
+    _marker(work, name, so).write("", {"record": info})
 
 
 def _remove(path: str, so: dict[str, Any] | None) -> None:
@@ -265,127 +265,64 @@ def _remove(path: str, so: dict[str, Any] | None) -> None:
         fs.rm(p, recursive=True)
 
 
-Source = tuple[dict[str, np.ndarray], np.ndarray]  # columns, destination of each row
+Source = PartitionSource  # columns, destination of each row
 
 
-def _write_addressed(path: str, schema: pa.Schema, sources: Sequence[Source], n_dest: int,
-                     so: dict[str, Any] | None) -> int:
-    """One file, row group d = the rows of every source addressed to destination d (empty
-    ones included, so a reader finds its group by position, with no listing or index).
+def _read_edges(paths: Sequence[str], dest: int, n_dest: int, so: dict[str, Any] | None,
+                sizes: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The edges addressed to this task, sorted by (node, nbr) without duplicates.
 
-    Streamed into a hidden temp file and moved into place (on S3 the copy appears whole);
-    rows are gathered one destination at a time, so the output never exists twice in memory.
-    Returns the file's size, which readers pass on so that opening it costs no HEAD."""
-    groups = []
-    for columns, dest in sources:
-        order = np.argsort(dest.astype(np.uint16) if n_dest <= 1 << 16 else dest, kind="stable")
-        groups.append((columns, order, np.concatenate([[0], np.cumsum(np.bincount(dest, minlength=n_dest))])))
-    fs, final = filesystem(path, so)
-    ensure_parent(fs, final)
-    tmp = temp_path(final)
-    try:
-        with fs.open(tmp, "wb") as fh:
-            with pq.ParquetWriter(fh, schema, compression="zstd", use_dictionary=False,
-                                  write_statistics=False) as writer:
-                for d in range(n_dest):
-                    rows = [(columns, order[bounds[d]:bounds[d + 1]]) for columns, order, bounds in groups]
-                    table = pa.table({name: np.concatenate([columns[name][idx] for columns, idx in rows])
-                                      for name in schema.names}, schema=schema)
-                    writer.write_table(table, row_group_size=max(1, table.num_rows))
-            size = int(fh.tell())
-        atomic_put(fs, tmp, final)
-    except BaseException:  # a full disk or a lost connection: leave no temp file behind
-        discard(fs, tmp)
-        raise
-    return size
+    Producers repeat edges (a pair grouped in several bands reaches round 0 from several
+    producers; several nodes send large-star the same edge), so pieces are merged into the
+    deduplicated set whenever they outgrow it: memory follows the distinct edges, not the
+    copies (at most twice them plus one piece), for about 1.6x the sorting of one merge."""
+    node, nbr = np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+    pending: list[pa.Table] = []
+    pending_rows = 0
 
+    def merge() -> tuple[np.ndarray, np.ndarray]:
+        nonlocal node, nbr
+        columns = [np.concatenate([node, *(np.asarray(t.column("node").to_numpy()) for t in pending)]),
+                   np.concatenate([nbr, *(np.asarray(t.column("nbr").to_numpy()) for t in pending)])]
+        node = nbr = np.zeros(0, np.uint64)  # the copies in `columns` are all that is left
+        pending.clear()
+        pa.default_memory_pool().release_unused()
+        return _sort_owned(columns)
 
-class _RangedFile(io.RawIOBase):
-    """A remote file read by ranged GETs only: its size is known (no HEAD) and nothing is read
-    ahead (a consumer wants one row group, not the blocks after it). pyarrow reads the footer
-    and then, with pre_buffer, the row group's column chunks in one request."""
-
-    def __init__(self, fs: Any, path: str, size: int) -> None:
-        super().__init__()
-        self._fs, self._path, self._size, self._pos = fs, path, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        n = min(len(buffer), self._size - self._pos)
-        if n <= 0:
-            return 0
-        data = self._fs.cat_file(self._path, start=self._pos, end=self._pos + n)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
-def _read_row_group(path: str, dest: int, n_dest: int, schema: pa.Schema, size: int | None,
-                    so: dict[str, Any] | None) -> pa.Table:
-    fs, p = filesystem(path, so)
-    if is_local(fs):
-        fh: Any = open(p, "rb")
-    else:
-        fh = _RangedFile(fs, p, fs.size(p) if size is None else size)
-    try:
-        pf = pq.ParquetFile(fh, pre_buffer=True)
-        if pf.num_row_groups != n_dest or pf.schema_arrow.names != schema.names:
-            raise ComponentsError(f"{path}: expected {n_dest} row groups of {schema.names}, found "
-                                  f"{pf.num_row_groups} of {pf.schema_arrow.names} (written with other "
-                                  "partition counts? remove the cc/ folder to start over)")
-        return pf.read_row_group(dest)
-    finally:
-        fh.close()
-
-
-def _read_addressed(paths: Sequence[str], dest: int, n_dest: int, schema: pa.Schema,
-                    so: dict[str, Any] | None, sizes: Sequence[int] | None = None) -> dict[str, np.ndarray]:
-    """Row group ``dest`` of each file, concatenated: everything addressed to this task. Remote
-    files are read 16 at a time: a task reads one small piece of every producer's file, so
-    request latency, not bandwidth, is what it waits on."""
-    known = list(sizes) if sizes is not None and len(sizes) == len(paths) else [None] * len(paths)
-
-    def one(k: int) -> pa.Table:
-        return _read_row_group(paths[k], dest, n_dest, schema, known[k], so)
-
-    remote = bool(paths) and "://" in paths[0] and not paths[0].startswith("file://")
-    if remote and len(paths) > 1:
-        with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
-            tables = list(pool.map(one, range(len(paths))))
-    else:
-        tables = [one(k) for k in range(len(paths))]
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
-    del tables
-    out = {name: np.asarray(table.column(name).to_numpy()) for name in schema.names}
-    del table
-    pa.default_memory_pool().release_unused()  # decoded pages: give them back before the work starts
-    return out
+    for table in iter_partition(paths, dest, n_dest, EDGE_SCHEMA, so, sizes):
+        pending.append(table)
+        pending_rows += table.num_rows
+        if pending_rows > max(len(node), 1 << 18):  # merges double in size: sorting stays linear
+            node, nbr = merge()
+            pending_rows = 0
+    if pending or len(paths) == 0:
+        node, nbr = merge()
+    return node, nbr
 
 
 def _sort_pairs(node: np.ndarray, nbr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted by (node, nbr) with duplicates removed: two argsorts (the second stable) are
-    np.lexsort's order at about half its cost."""
+    """Sorted by (node, nbr) with duplicates removed."""
+    return _sort_owned([node, nbr])
+
+
+def _sort_owned(pair: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_sort_pairs` on arrays nobody else holds (taken out of ``pair``), so each input
+    is freed as soon as its sorted copy exists: about 40 bytes per edge at the peak. Two
+    argsorts (the second stable) give np.lexsort's order at about half its cost."""
+    nbr, node = pair.pop(), pair.pop()
     if len(node) == 0:
         return node, nbr
     o = np.argsort(nbr)
     o = o[np.argsort(node[o], kind="stable")]
-    node, nbr = node[o], nbr[o]
+    node = node[o]
+    nbr = nbr[o]
+    del o
     keep = np.empty(len(node), dtype=bool)
     keep[0] = True
-    keep[1:] = (node[1:] != node[:-1]) | (nbr[1:] != nbr[:-1])
+    np.not_equal(node[1:], node[:-1], out=keep[1:])
+    keep[1:] |= nbr[1:] != nbr[:-1]
+    if keep.all():
+        return node, nbr
     return node[keep], nbr[keep]
 
 
@@ -441,11 +378,12 @@ def partition_edges(edge_files: Sequence[str], producer: int, work: str, n_parts
         los.append(np.minimum(a[edge], b[edge]))
         his.append(np.maximum(a[edge], b[edge]))
         del a, b, edge
+    columns = [np.concatenate([np.zeros(0, np.uint64), *los]), np.concatenate([np.zeros(0, np.uint64), *his])]
+    los.clear()
+    his.clear()
     pa.default_memory_pool().release_unused()
-    lo, hi = _sort_pairs(np.concatenate(los) if los else np.zeros(0, np.uint64),
-                         np.concatenate(his) if his else np.zeros(0, np.uint64))
-    del los, his
-    size = _write_addressed(round_path(work, 0, producer), EDGE_SCHEMA,
+    lo, hi = _sort_owned(columns)
+    size = write_partitioned(round_path(work, 0, producer), EDGE_SCHEMA,
                             [_edges(lo, hi, n_parts), _edges(hi, lo, n_parts)], n_parts, so)
     stats = RoundStats(phase="partition", round=-1, part=producer, entries_in=rows, entries_out=2 * len(lo),
                        bad=loops, bytes_out=size, seconds=time.perf_counter() - t0)
@@ -465,15 +403,14 @@ def large_star_task(round: int, part: int, work: str, n_parts: int, n_inputs: in
     if done is not None:
         return replace(RoundStats.from_dict(done), skipped=True)
     t0 = time.perf_counter()
-    cols = _read_addressed(_inputs(work, round, n_inputs), part, n_parts, EDGE_SCHEMA, so, input_sizes)
-    node, nbr = _sort_pairs(cols.pop("node"), cols.pop("nbr"))
+    node, nbr = _read_edges(_inputs(work, round, n_inputs), part, n_parts, so, input_sizes)
     starts = _group_starts(node)
     degree = np.diff(np.append(starts, len(node)))
     m = np.repeat(np.minimum(node[starts], nbr[starts]), degree)  # sorted: first nbr is the smallest
     larger = nbr > node
     out_node, out_nbr = nbr[larger], m[larger]
     changed = int((larger & (m != node)).sum())
-    size = _write_addressed(round_path(work, round + 1, part), EDGE_SCHEMA, [_edges(out_node, out_nbr, n_parts)],
+    size = write_partitioned(round_path(work, round + 1, part), EDGE_SCHEMA, [_edges(out_node, out_nbr, n_parts)],
                             n_parts, so)
     stats = RoundStats(phase="large", round=round, part=part, entries_in=len(node), entries_out=len(out_node),
                        changed=changed, nodes=len(starts), max_degree=int(degree.max(initial=0)),
@@ -494,9 +431,10 @@ def small_star_task(round: int, part: int, work: str, n_parts: int, n_inputs: in
     if done is not None:
         return replace(RoundStats.from_dict(done), skipped=True)
     t0 = time.perf_counter()
-    cols = _read_addressed(_inputs(work, round, n_inputs), part, n_parts, EDGE_SCHEMA, so, input_sizes)
-    wrong_way = cols["nbr"] >= cols["node"]  # large-star only sends (larger, smaller)
-    node, nbr = _sort_pairs(cols.pop("node")[~wrong_way], cols.pop("nbr")[~wrong_way])
+    node, nbr = _read_edges(_inputs(work, round, n_inputs), part, n_parts, so, input_sizes)
+    wrong_way = nbr >= node  # large-star only sends (larger, smaller)
+    if wrong_way.any():
+        node, nbr = node[~wrong_way], nbr[~wrong_way]
     starts = _group_starts(node)
     degree = np.diff(np.append(starts, len(node)))
     m = nbr[starts]
@@ -504,7 +442,7 @@ def small_star_task(round: int, part: int, work: str, n_parts: int, n_inputs: in
     rewired = nbr != m_rep
     a = np.concatenate([nbr[rewired], node[starts]])
     b = np.concatenate([m_rep[rewired], m])
-    size = _write_addressed(round_path(work, round + 1, part), EDGE_SCHEMA,
+    size = write_partitioned(round_path(work, round + 1, part), EDGE_SCHEMA,
                             [_edges(a, b, n_parts), _edges(b, a, n_parts)], n_parts, so)
     stats = RoundStats(phase="small", round=round, part=part, entries_in=len(node), entries_out=2 * len(a),
                        changed=int(rewired.sum()), nodes=len(starts), max_degree=int(degree.max(initial=0)),
@@ -534,9 +472,11 @@ def assign_task(part: int, work: str, n_parts: int, final_round: int, n_shards: 
         return replace(found, stats=replace(found.stats, skipped=True) if found.stats else None)
     t0 = time.perf_counter()
     groups = shard_groups(n_shards, shards_per_group)
-    cols = _read_addressed(_inputs(work, final_round + 1, n_parts), part, n_parts, EDGE_SCHEMA, so, input_sizes)
-    centre_side = cols["node"] < cols["nbr"]  # (leaf -> centre) copies sit at the leaves' partitions
-    centre, leaf = _sort_pairs(cols["node"][centre_side], cols["nbr"][centre_side])
+    node, nbr = _read_edges(_inputs(work, final_round + 1, n_parts), part, n_parts, so, input_sizes)
+    centre_side = node < nbr  # (leaf -> centre) copies sit at the leaves' partitions
+    centre, leaf = node[centre_side], nbr[centre_side]
+    entries_in = len(node)
+    del node, nbr
     starts = _group_starts(centre)
     leaves = np.diff(np.append(starts, len(centre)))
     size = (leaves + 1).astype(np.uint32)
@@ -550,12 +490,12 @@ def assign_task(part: int, work: str, n_parts: int, final_round: int, n_shards: 
     out_of_range = new & (shard >= n_shards)
     keep = new & ~out_of_range
     members = {"doc": doc[keep], "root": root[keep], "size": sizes[keep]}
-    nbytes = _write_addressed(assign_path(work, part), MEMBER_SCHEMA,
+    nbytes = write_partitioned(assign_path(work, part), MEMBER_SCHEMA,
                               [(members, shard[keep] // max(1, shards_per_group))], len(groups), so)
     hist_k, hist_v = np.unique(size, return_counts=True)
     result = PartialSummary(
         clusters=len(starts), cluster_size_histogram={int(k): int(v) for k, v in zip(hist_k, hist_v)},
-        stats=RoundStats(phase="assign", round=final_round + 1, part=part, entries_in=len(cols["node"]),
+        stats=RoundStats(phase="assign", round=final_round + 1, part=part, entries_in=entries_in,
                          entries_out=int(keep.sum()), nodes=len(starts), max_degree=int(leaves.max(initial=0)),
                          bad=int(out_of_range.sum()), bytes_out=nbytes, seconds=time.perf_counter() - t0))
     _write_marker(work, name, result.to_dict(), so)
@@ -576,7 +516,7 @@ def split_task(group: int, work: str, n_parts: int, n_shards: int, shards_per_gr
         return replace(found, stats=replace(found.stats, skipped=True) if found.stats else None)
     t0 = time.perf_counter()
     groups = shard_groups(n_shards, shards_per_group)
-    cols = _read_addressed([assign_path(work, p) for p in range(n_parts)], group, len(groups), MEMBER_SCHEMA, so,
+    cols = read_partition([assign_path(work, p) for p in range(n_parts)], group, len(groups), MEMBER_SCHEMA, so,
                            input_sizes)
     order = np.argsort(cols["doc"])  # NEW | shard << 32 | row: shard-major, row-minor
     doc, root, size = cols["doc"][order], cols["root"][order], cols["size"][order]
@@ -684,3 +624,44 @@ def connected_components(edge_files: Sequence[str], work: str, n_parts: int, n_s
     if not keep_rounds:
         _remove(join(cc_dir(work), "assign"), so)
     return {**merge_partials(partials), "rounds": rnd + 1}
+
+
+# ------------------------------------------------------------------------------- reference
+
+def components_in_memory(edge_files: Sequence[str], n_shards: int, clusters_dir: str,
+                         storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The same clusters and summary as :func:`connected_components`, computed in one process
+    with scipy over every edge at once: the reference the distributed rounds are tested
+    against, and what small corpora (dedup.single_task_below) use, where rounds of tasks would
+    cost more than they save. Memory: every edge of the run."""
+    from scipy.sparse import coo_matrix  # noqa: PLC0415 - scipy's graph code, only for this path
+    from scipy.sparse.csgraph import connected_components as scipy_components  # noqa: PLC0415 - as above
+
+    tables = [read_table(p, storage_options) for p in edge_files]
+    docs = np.concatenate([t.column("doc").to_numpy() for t in tables]) if tables else np.zeros(0, np.uint64)
+    roots = np.concatenate([t.column("root").to_numpy() for t in tables]) if tables else np.zeros(0, np.uint64)
+    del tables
+    nodes, inverse = np.unique(np.concatenate([docs, roots]), return_inverse=True)
+    if len(nodes):
+        u, v = inverse[: len(docs)], inverse[len(docs):]
+        graph = coo_matrix((np.ones(len(u), dtype=np.int8), (u, v)), shape=(len(nodes), len(nodes)))
+        _, labels = scipy_components(graph, directed=False)
+        # Representative = smallest document id of the component (nodes are sorted: first index).
+        comp_min = np.full(labels.max() + 1, len(nodes), dtype=np.int64)
+        np.minimum.at(comp_min, labels, np.arange(len(nodes)))
+        node_roots = nodes[comp_min[labels]]
+    else:
+        node_roots = nodes
+    _, inv, counts = np.unique(node_roots, return_inverse=True, return_counts=True)
+    sizes = counts[inv].astype(np.uint32)
+    new = (nodes & NEW) != 0  # documents of earlier runs (index) are not in this run's shards
+    shards = shard_of(nodes)
+    for s in range(n_shards):
+        sel = new & (shards == s)
+        write_table_atomic(pa.table({"row": (nodes[sel] & LOW32).astype(np.uint32), "root": node_roots[sel],
+                                     "size": sizes[sel]}, schema=CLUSTER_SCHEMA),
+                           cluster_path(clusters_dir, s), storage_options)
+    hist = {int(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))}
+    new_roots = int(((np.unique(node_roots) & NEW) != 0).sum())
+    return {"clusters": int(len(counts)), "documents_in_clusters": int(new.sum()),
+            "removed": int(new.sum()) - new_roots, "cluster_size_histogram": hist}

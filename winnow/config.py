@@ -33,6 +33,7 @@ class ConfigError(ValueError):
 
 class StrictModel(BaseModel):
     # Unknown keys are errors: a typo in a field name must not silently fall back to a default.
+    """A model that rejects unknown keys, so a misspelt setting is an error, not a silent default."""
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -80,6 +81,7 @@ def _jsonable(value: Any) -> Any:
 
 
 class RunnerConfig(StrictModel):
+    """How the units of work run: where (threads, processes, Dask), how many at once, how many task runs per phase."""
     kind: Literal["threads", "processes", "dask"] = Field(
         "threads", description="threads: one process, no extra servers; processes: one process per worker; "
                                "dask: a Dask cluster (prefect-dask), local or at `dask_address`. With processes "
@@ -96,7 +98,8 @@ class RunnerConfig(StrictModel):
         1000, ge=1, le=100_000,
         description="Most Prefect task runs per phase: shards are batched into at most this many tasks "
                     "(each shard keeps its own output and done-marker, so a killed task redoes only its "
-                    "unfinished shards). Prefect's server degrades past a few thousand runs per flow.")
+                    "unfinished shards). A Prefect server's in-memory event queues drop task runs past a few "
+                    "thousand per flow (deploy/README.md).")
     shards_per_task: int | None = Field(
         None, ge=1, description="Shards per task; null: one per task until `max_tasks` would be passed.")
 
@@ -157,6 +160,7 @@ class PipelineConfig(StrictModel):
 
 
 def format_errors(err: ValidationError, source: str) -> str:
+    """pydantic's errors as one line per field with its dotted path, the form the CLI prints."""
     lines = [f"invalid configuration in {source}:"]
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"

@@ -29,6 +29,7 @@ SCHEMA = pa.schema(
 
 @dataclass(slots=True)
 class Document:
+    """The one record every stage reads and writes: text, provenance and the stages' annotations."""
     id: str
     text: str
     url: str | None = None
@@ -44,10 +45,12 @@ class Document:
 
     @property
     def n_bytes(self) -> int:
+        """UTF-8 size of the text: what the funnel counts in bytes (surrogates kept, never an encoding error)."""
         return len(self.text.encode("utf-8", "surrogatepass"))
 
 
 def documents_to_table(docs: list[Document]) -> pa.Table:
+    """Documents as an Arrow table of the one schema (annotations as a JSON object per row)."""
     columns = {
         "id": [d.id for d in docs],
         "url": [d.url for d in docs],

@@ -106,6 +106,7 @@ EXTRACTORS: dict[str, Callable[[str], str]] = {
 
 
 def get_extractor(name: str) -> Callable[[str], str]:
+    """The extractor a config names; an unknown name is an error naming the choices."""
     try:
         return EXTRACTORS[name]
     except KeyError:

@@ -99,6 +99,7 @@ class OutputLock:
         return info if isinstance(info, dict) else {"token": None, "heartbeat": 0}
 
     def is_stale(self, info: dict[str, Any]) -> bool:
+        """A lock whose process is gone (same host) or whose heartbeat stopped: a run that was killed."""
         if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) \
                 and not _pid_alive(info["pid"]):
             return True
@@ -106,6 +107,7 @@ class OutputLock:
 
     @staticmethod
     def describe(info: dict[str, Any]) -> str:
+        """Who holds the lock, for the one line a refused run prints."""
         age = _now() - float(info.get("heartbeat") or 0)
         who = f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
         started = f", started {_iso(float(info['started']))}" if info.get("started") else ""
@@ -147,6 +149,7 @@ class OutputLock:
                            f"to finish, or if that run is gone delete {self.path}")
 
     def acquire(self) -> OutputLock:
+        """Take the lock or raise LockHeld naming the holder; a stale lock is taken over with a warning."""
         for _ in range(3):
             created = storage_call(self.output, "create the output lock",
                                    lambda: self._create(json.dumps(self._record()).encode()))
@@ -192,6 +195,7 @@ class OutputLock:
                 log.debug("lock heartbeat failed: %s", exc)
 
     def release(self) -> None:
+        """Remove the lock if it is still ours (a lock taken over by another run is left alone)."""
         if not self._held:
             return
         self._held = False

@@ -117,10 +117,12 @@ class MegatronWriteError(ValueError):
 
 
 def bin_path(prefix: str) -> str:
+    """PREFIX.bin: the tokens."""
     return prefix + ".bin"
 
 
 def idx_path(prefix: str) -> str:
+    """PREFIX.idx: the index."""
     return prefix + ".idx"
 
 
@@ -164,10 +166,12 @@ class MegatronWriter:
 
     @property
     def sequences(self) -> int:
+        """Sequences written so far."""
         return len(self._lengths)
 
     @property
     def documents(self) -> int:
+        """Documents closed so far."""
         return len(self._doc_starts) - 1
 
     def _check_open(self) -> None:
@@ -312,14 +316,17 @@ class MegatronIndex:
 
     @property
     def sequences(self) -> int:
+        """Number of sequences in the dataset."""
         return int(self.sequence_lengths.size)
 
     @property
     def documents(self) -> int:
+        """Number of documents in the dataset."""
         return int(self.document_indices.size) - 1
 
     @property
     def tokens(self) -> int:
+        """Number of tokens in the dataset."""
         return int(self.sequence_lengths.sum(dtype=np.int64))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class Chunk:
+    """A piece of at most L tokens of one document (documents longer than L are the only ones cut)."""
     doc: int  # index of the document in the input order
     part: int  # 0 for a document's first chunk, 1 for the next, ...
     start: int  # offset of the chunk in the document's token list
@@ -24,6 +25,7 @@ class Chunk:
 
 @dataclass(slots=True)
 class Bin:
+    """One training sequence being filled."""
     chunks: list[Chunk] = field(default_factory=list)
     used: int = 0
 
@@ -42,6 +44,7 @@ class CapacityTree:
             n = words
 
     def add(self, x: int) -> None:
+        """Mark capacity x as available."""
         for level in self.levels:
             w = x >> 6
             was_empty = level[w] == 0
@@ -51,6 +54,7 @@ class CapacityTree:
             x = w
 
     def discard(self, x: int) -> None:
+        """Mark capacity x as unavailable (no open bin has it any more)."""
         for level in self.levels:
             w = x >> 6
             level[w] &= ~(1 << (x & 63))

@@ -27,12 +27,14 @@ import aiohttp
 
 @dataclass
 class Generation:
+    """One prompt's outcome: text, or the error after its retries."""
     text: str | None
     error: str | None = None
     attempts: int = 1
 
 
 class Backend(Protocol):
+    """What the rephrase stage needs of a model: prompts in, generations out, never raising for one prompt."""
     model_name: str
 
     def generate(self, prompts: list[str],
@@ -77,6 +79,7 @@ class OpenAIBackend:
         self.stats[key] = self.stats.get(key, 0) + 1
 
     def generate(self, prompts: list[str], on_result=None) -> list[Generation]:
+        """Generate for every prompt with bounded concurrency; results in prompt order."""
         return asyncio.run(self.agenerate(prompts, on_result))
 
     async def agenerate(self, prompts: list[str], on_result=None) -> list[Generation]:
@@ -178,6 +181,7 @@ class TransformersBackend:
         return prompt
 
     def generate(self, prompts: list[str], on_result=None) -> list[Generation]:
+        """Generate in batches of batch_size on the local model."""
         torch = self.torch
         out: list[Generation] = []
         torch.manual_seed(self.seed)
@@ -214,6 +218,7 @@ class VLLMBackend:
         self.model_name = model_path
 
     def generate(self, prompts: list[str], on_result=None) -> list[Generation]:
+        """Generate with in-process vLLM (its own batching)."""
         outs = self.llm.chat([[{"role": "user", "content": p}] for p in prompts], self.params, use_tqdm=False)
         results = [Generation(o.outputs[0].text if o.outputs else None,
                               None if o.outputs else "no output") for o in outs]

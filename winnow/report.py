@@ -102,11 +102,21 @@ def _prefixed(counters: dict[str, int], prefix: str) -> dict[str, int]:
     return {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
 
 
+def counter_items(stats: StageStats | None, prefix: str) -> list[tuple[str, float]]:
+    """A stage's counters ``PREFIX:NAME`` as (NAME, count), largest first: what most stage
+    sections chart (languages, PII kinds, benchmarks)."""
+    counters = stats.counters if stats is not None else {}
+    return sorted(((k[len(prefix):], float(v)) for k, v in counters.items() if k.startswith(prefix)),
+                  key=lambda kv: -kv[1])
+
+
 def section(section_id: str, title: str, body: str) -> str:
+    """One titled section of the report page; stages build theirs with it."""
     return f'<section id="{_esc(section_id)}"><h2>{_esc(title)}</h2>{body}</section>'
 
 
 def table(rows: Sequence[Mapping[str, Any]], table_id: str) -> str:
+    """An HTML table of rows (dicts with the same keys)."""
     if not rows:
         return ""
     cols = list(rows[0])

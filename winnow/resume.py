@@ -37,6 +37,7 @@ def work_key(inputs: Sequence[Any], settings: Mapping[str, Any]) -> str:
 
 
 def marker_path(output: str) -> str:
+    """Where the marker of an output lives: DIR/_done/NAME.json, beside the outputs yet outside folder reads."""
     parent, name = posixpath.split(output) if "://" in output else os.path.split(output)
     return join(parent, DONE_DIR, name + ".json")
 
@@ -50,6 +51,7 @@ class Mismatch:
     inputs_changed: bool
 
     def describe(self) -> str:
+        """The change in one phrase, for the rerun's note."""
         parts = []
         if self.changed_settings:
             parts.append("settings changed: " + ", ".join(self.changed_settings[:6])
@@ -117,6 +119,7 @@ class Marker:
         write_bytes_atomic(self.path, json.dumps(info, indent=1, default=str).encode(), self.so)
 
     def clear(self) -> None:
+        """Forget the output, so the next run does it again (e.g. rephrase requests that failed)."""
         fs, p = filesystem(self.path, self.so)
         if fs.exists(p):
             fs.rm_file(p)
@@ -167,6 +170,21 @@ def derive_shard(source: ShardRef, out: str, stage: str, settings: Mapping[str, 
     return ShardResult(ShardRef(out, key, writer.rows), serialised, mismatch=mismatch)
 
 
+def group_by_rows(refs: Sequence[ShardRef], target_rows: int) -> list[list[int]]:
+    """Consecutive shards in groups of at least ``target_rows`` documents (the last may be
+    smaller): a function of the input alone, so work split this way does not depend on workers."""
+    groups: list[list[int]] = []
+    rows = target_rows
+    for k, ref in enumerate(refs):
+        if rows >= target_rows:
+            groups.append([])
+            rows = 0
+        groups[-1].append(k)
+        rows += ref.rows
+    return groups
+
+
 def iter_documents(refs: Iterable[ShardRef], storage_options: StorageOptions = None) -> Iterator[Document]:
+    """The documents of several shards, in order (what a corpus stage reads)."""
     for ref in refs:
         yield from read_documents(ref.path, StageStats(), storage_options)

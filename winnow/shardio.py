@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import posixpath
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, BinaryIO
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
@@ -55,6 +58,7 @@ def filesystem(path: str, storage_options: StorageOptions = None) -> tuple[fsspe
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Local disk: renames are atomic and folders must exist, unlike on object stores."""
     return isinstance(fs, LocalFileSystem)
 
 
@@ -66,6 +70,7 @@ def ensure_parent(fs: fsspec.AbstractFileSystem, path: str) -> None:
 
 
 def join(base: str, *parts: str) -> str:
+    """Join path parts for local paths and URLs alike."""
     return posixpath.join(base.rstrip("/"), *parts) if "://" in base else os.path.join(base, *parts)
 
 
@@ -146,6 +151,8 @@ class InputFile:
 
 @dataclass
 class Listing:
+    """The input files of a run, and the files under its input paths that cannot be inputs
+    (reported, not silently dropped)."""
     files: list[InputFile]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
 
@@ -164,6 +171,7 @@ class Listing:
 
 
 def input_format(path: str) -> str:
+    """The reader a file needs, from its name; an unknown suffix is an InputError naming the formats."""
     name = path.lower()
     if name.endswith(WARC_SUFFIXES):
         return "warc"
@@ -254,6 +262,7 @@ def group_inputs(files: Sequence[InputFile], target_mb: float) -> list[list[Inpu
 
 @contextmanager
 def open_binary(path: str, storage_options: StorageOptions = None) -> Iterator[BinaryIO]:
+    """A binary file handle for a local path (native IO, the hot path) or any fsspec URL."""
     if "://" not in path or path.startswith("file://"):
         local = path[len("file://"):] if path.startswith("file://") else path
         with open(local, "rb", buffering=1 << 20) as fh:  # native IO: the hot path for local crawls
@@ -264,6 +273,7 @@ def open_binary(path: str, storage_options: StorageOptions = None) -> Iterator[B
 
 
 def stable_id(*parts: object) -> str:
+    """A document id for inputs without one: the same for the same source position on every run."""
     return hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()
 
 
@@ -310,6 +320,7 @@ def read_jsonl(path: str, stats: StageStats, storage_options: StorageOptions = N
 
 def read_parquet(path: str, stats: StageStats, storage_options: StorageOptions = None,
                  batch_size: int = 1024) -> Iterator[Document]:
+    """Documents from a Parquet file; a file without a text column or a corrupt one is counted, not raised."""
     try:
         with open_binary(path, storage_options) as fh:
             pf = pq.ParquetFile(fh)
@@ -335,6 +346,7 @@ def read_documents(path: str, stats: StageStats | None = None,
 
 
 def read_bytes(path: str, storage_options: StorageOptions = None) -> bytes:
+    """The whole content of a (small) file."""
     fs, p = filesystem(path, storage_options)
     data: bytes = fs.cat_file(p)
     return data
@@ -344,6 +356,7 @@ def read_bytes(path: str, storage_options: StorageOptions = None) -> bytes:
 
 
 def shard_name(index: int, prefix: str = "part", suffix: str = ".parquet") -> str:
+    """part-00012.parquet: zero-padded so names sort in input order."""
     return f"{prefix}-{index:05d}{suffix}"
 
 
@@ -372,17 +385,66 @@ def atomic_put(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
         fs.mv(tmp, final)
 
 
+class AtomicFile:
+    """A file handle whose content appears under ``final`` whole or not at all.
+
+    On a local disk it writes a hidden temp file and renames it into place. An object store
+    commits an upload only when it completes (one PUT, or CompleteMultipartUpload), so there
+    the final key is written directly and a failed upload is aborted, never committed: a temp
+    object and a server-side copy would cost three more requests per file for nothing (fsspec
+    commits what was written when a ``with`` block raises, hence the explicit abort)."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, final: str) -> None:
+        self.fs, self.final = fs, final
+        self.local = is_local(fs)
+        self.target = temp_path(final) if self.local else final
+        ensure_parent(fs, final)
+        self.fh: Any = None
+
+    def __enter__(self) -> Any:
+        self.fh = self.fs.open(self.target, "wb")
+        return self.fh
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            try:
+                self.fh.close()
+                if self.local:
+                    os.replace(self.target, self.final)
+                return
+            except BaseException:  # e.g. the disk filled up while the last bytes were written
+                self.abort()
+                raise
+        self.abort()
+
+    def abort(self) -> None:
+        """Leave nothing visible: the temp file removed, or the upload aborted."""
+        fh = self.fh
+        if fh is not None and not self.local and hasattr(fh, "discard"):
+            try:
+                fh.discard()  # s3fs: abort the multipart upload; a small buffer is dropped
+            except Exception:  # noqa: BLE001 - best effort: the error being raised says more
+                pass
+            fh.closed = True
+            return
+        if fh is not None:
+            try:
+                fh.close()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        if self.local:
+            discard(self.fs, self.target)
+
+
 def write_bytes_atomic(path: str, data: bytes, storage_options: StorageOptions = None) -> None:
+    """Write a small file atomically: readers see the old content or the whole new one, never a part."""
     fs, final = filesystem(path, storage_options)
-    ensure_parent(fs, final)
-    tmp = temp_path(final)
-    try:
-        with fs.open(tmp, "wb") as fh:
-            fh.write(data)
-        atomic_put(fs, tmp, final)
-    except BaseException:  # a full disk or a lost connection: leave no temp file behind
-        discard(fs, tmp)
-        raise
+    if not is_local(fs):
+        fs.pipe_file(final, data)  # one PUT (or a multipart upload): committed whole or not at all
+        return
+    with AtomicFile(fs, final) as fh:
+        fh.write(data)
 
 
 def write_table_atomic(table: pa.Table, path: str, storage_options: StorageOptions = None, **kwargs: Any) -> None:
@@ -393,6 +455,7 @@ def write_table_atomic(table: pa.Table, path: str, storage_options: StorageOptio
 
 
 def read_table(path: str, storage_options: StorageOptions = None) -> pa.Table:
+    """A whole Parquet file as a table (small files: components, clusters)."""
     fs, p = filesystem(path, storage_options)
     with fs.open(p, "rb") as fh:
         return pq.read_table(fh)
@@ -409,8 +472,7 @@ class ParquetShardWriter:
                  max_group_bytes: int = 64 << 20, size_of: Callable[[Any], int] = lambda _: 0) -> None:
         self.path = path
         self.fs, self._final = filesystem(path, storage_options)
-        ensure_parent(self.fs, self._final)
-        self._tmp = temp_path(self._final)
+        self._file = AtomicFile(self.fs, self._final)
         self.schema = schema
         self.rows_per_group = rows_per_group
         self.max_group_bytes = max_group_bytes
@@ -423,7 +485,7 @@ class ParquetShardWriter:
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> ParquetShardWriter:
-        self._fh = self.fs.open(self._tmp, "wb")
+        self._fh = self._file.__enter__()
         self._writer = pq.ParquetWriter(self._fh, self.schema, compression="zstd")
         return self
 
@@ -434,6 +496,7 @@ class ParquetShardWriter:
             self.flush()
 
     def write_all(self, items: Iterable[Any]) -> int:
+        """Write every item; returns the rows written so far."""
         for item in items:
             self.write(item)
         return self.rows
@@ -447,24 +510,17 @@ class ParquetShardWriter:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        ok = exc_type is None
+        if exc_type is not None:
+            self._file.abort()
+            return
         try:
-            try:
-                if ok:
-                    self.flush()
-                if self._writer is not None:
-                    self._writer.close()
-            finally:
-                if self._fh is not None:
-                    self._fh.close()
-            if ok:
-                atomic_put(self.fs, self._tmp, self._final)
-        except BaseException:
-            ok = False  # e.g. the disk filled up while the footer was written
+            self.flush()
+            if self._writer is not None:
+                self._writer.close()
+        except BaseException as error:  # e.g. the disk filled up while the footer was written
+            self._file.__exit__(type(error), error, None)
             raise
-        finally:
-            if not ok:
-                discard(self.fs, self._tmp)
+        self._file.__exit__(None, None, None)
 
 
 class ShardWriter(ParquetShardWriter):
@@ -523,8 +579,117 @@ def prune_shards(folder: str, keep: Iterable[str], storage_options: StorageOptio
     return removed
 
 
-# TEMPORARY aliases for modules written before the public names existed; removed before landing.
-_fs = filesystem
-_temp_path = temp_path
-_discard = discard
-_atomic_put = atomic_put
+# ----------------------------------------------------------------------------- shuffle files
+# A map step writes ONE file per producer with one row group per destination partition (empty
+# ones too), and consumer d reads row group d of every producer's file: on S3 that is one PUT per
+# producer and two ranged GETs per (producer, consumer), against a PUT and a GET per pair for a
+# file per pair (a PUT costs as much as 12.5 GETs, and every object is one more to list and
+# expire). Used by the dedup band keys and the connected-components rounds.
+
+PartitionSource = tuple[dict[str, Any], Any]  # (columns: name -> numpy array, destination of each row)
+
+
+def write_partitioned(path: str, schema: pa.Schema, sources: Sequence[PartitionSource], n_parts: int,
+                      storage_options: StorageOptions = None) -> int:
+    """One file, row group d = the rows of every source addressed to destination d, written
+    atomically; rows are gathered one destination at a time, so the output never exists twice
+    in memory. Returns the file's size, which readers pass on so that opening it costs no HEAD."""
+    groups = []
+    for columns, dest in sources:
+        order = np.argsort(dest.astype(np.uint16) if n_parts <= 1 << 16 else dest, kind="stable")
+        groups.append((columns, order, np.concatenate([[0], np.cumsum(np.bincount(dest, minlength=n_parts))])))
+    fs, final = filesystem(path, storage_options)
+    with AtomicFile(fs, final) as fh:
+        with pq.ParquetWriter(fh, schema, compression="zstd", use_dictionary=False,
+                              write_statistics=False) as writer:
+            for d in range(n_parts):
+                rows = [(columns, order[bounds[d]:bounds[d + 1]]) for columns, order, bounds in groups]
+                table = pa.table({name: np.concatenate([columns[name][idx] for columns, idx in rows])
+                                  if rows else np.zeros(0, dtype=schema.field(name).type.to_pandas_dtype())
+                                  for name in schema.names}, schema=schema)
+                writer.write_table(table, row_group_size=max(1, table.num_rows))
+        size = int(fh.tell())
+    return size
+
+
+class _RangedFile(io.RawIOBase):
+    """A remote file read by ranged GETs only: its size is known (no HEAD) and nothing is read
+    ahead (a consumer wants one row group, not the blocks after it). pyarrow reads the footer
+    and then, with pre_buffer, the row group's column chunks in one request."""
+
+    def __init__(self, fs: Any, path: str, size: int) -> None:
+        super().__init__()
+        self._fs, self._path, self._size, self._pos = fs, path, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._fs.cat_file(self._path, start=self._pos, end=self._pos + n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def read_row_group(path: str, part: int, n_parts: int, schema: pa.Schema, size: int | None = None,
+                   storage_options: StorageOptions = None) -> pa.Table:
+    """Row group ``part`` of a file written by :func:`write_partitioned`; a file with another
+    partition count or schema is a StorageError (written by a run with other settings)."""
+    fs, p = filesystem(path, storage_options)
+    # A local path is opened by Arrow itself (a quarter cheaper per file than through Python).
+    fh: Any = p if is_local(fs) else _RangedFile(fs, p, fs.size(p) if size is None else size)
+    try:
+        pf = pq.ParquetFile(fh, pre_buffer=True)
+        if pf.num_row_groups != n_parts or pf.schema_arrow.names != schema.names:
+            raise StorageError(f"{path}: expected {n_parts} row groups of {schema.names}, found "
+                               f"{pf.num_row_groups} of {pf.schema_arrow.names} (written with other partition "
+                               "counts? its done-marker is stale: remove the folder to start over)")
+        return pf.read_row_group(part)
+    finally:
+        if isinstance(fh, io.IOBase):
+            fh.close()
+
+
+def iter_partition(paths: Sequence[str], part: int, n_parts: int, schema: pa.Schema,
+                   storage_options: StorageOptions = None, sizes: Sequence[int] | None = None) -> Iterator[pa.Table]:
+    """Row group ``part`` of each file, in order. Remote files are read 16 at a time: a consumer
+    reads one small piece of every producer's file, so request latency, not bandwidth, is what
+    it waits on."""
+    known = list(sizes) if sizes is not None and len(sizes) == len(paths) else [None] * len(paths)
+    remote = bool(paths) and "://" in paths[0] and not paths[0].startswith("file://")
+    if not remote:
+        for path, size in zip(paths, known, strict=True):
+            yield read_row_group(path, part, n_parts, schema, size, storage_options)
+        return
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for lo in range(0, len(paths), 16):
+            yield from pool.map(lambda k: read_row_group(paths[k], part, n_parts, schema, known[k], storage_options),
+                                range(lo, min(len(paths), lo + 16)))
+
+
+def read_partition(paths: Sequence[str], part: int, n_parts: int, schema: pa.Schema,
+                   storage_options: StorageOptions = None, sizes: Sequence[int] | None = None) -> dict[str, Any]:
+    """Row group ``part`` of each file, concatenated, as numpy columns: everything addressed to
+    this consumer."""
+    tables = list(iter_partition(paths, part, n_parts, schema, storage_options, sizes))
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    del tables
+    out = {name: np.asarray(table.column(name).to_numpy()) for name in schema.names}
+    del table
+    pa.default_memory_pool().release_unused()  # decoded pages: give them back before the work starts
+    return out
+

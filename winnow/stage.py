@@ -49,6 +49,7 @@ class StageConfig(StrictModel):
 
 
 class DocumentStageConfig(StageConfig):
+    """Settings every per-document stage has: whether its drops go to OUTPUT/rejected/."""
     write_rejected: bool = Field(False, description="Also write the documents this stage drops, with their "
                                                     "reason, to OUTPUT/rejected/.")
 
@@ -65,6 +66,7 @@ class StageEnv:
 
 
 class Stage(Generic[C]):
+    """The contract every stage class fills in; see the module docstring."""
     name: ClassVar[str]
     kind: ClassVar[Kind]
     config_model: ClassVar[type[StageConfig] | None]  # None: the stage has no config section
@@ -83,10 +85,11 @@ class Stage(Generic[C]):
 
     @classmethod
     def is_enabled(cls, cfg: PipelineConfig) -> bool:
+        """Whether a run with this config runs the stage."""
         return cls.always_on or bool(cls.config_of(cfg).enabled)
 
     @classmethod
-    def settings(cls, section: StageConfig, env: StageEnv | None = None) -> dict[str, Any]:
+    def settings(cls, section: C, env: StageEnv | None = None) -> dict[str, Any]:
         """What of the section shapes this stage's output (the done-marker key covers it); a stage
         whose output also depends on files it reads adds their stamps (``env`` reaches them)."""
         out = output_settings(section)
@@ -110,6 +113,7 @@ class Stage(Generic[C]):
 
 
 class SourceStage(Stage[C]):
+    """A stage that reads input files into documents (ingest, read)."""
     kind: ClassVar[Kind] = "source"
     always_on = True
     formats: ClassVar[tuple[str, ...]]  # input formats it reads (see winnow.shardio.input_format)
@@ -128,6 +132,7 @@ Reject = Callable[[str, Document, str], None]  # (stage, document, reason)
 
 
 class DocumentStage(Stage[C]):
+    """A stage that decides per document; counting, timing and rejects are done here."""
     kind: ClassVar[Kind] = "document"
     # Documents handed to ``apply_batch`` at once; None: the whole shard (ranking stages). A stage
     # may set it per instance from its config.
@@ -265,6 +270,7 @@ class CorpusResult:
 
 
 class CorpusStage(Stage[C]):
+    """A stage that needs every shard (dedup, rephrase, pack): it maps its own phases."""
     kind: ClassVar[Kind] = "corpus"
 
     @classmethod
@@ -278,6 +284,12 @@ _REGISTRY: dict[str, type[Stage[Any]]] = {}
 
 
 S = TypeVar("S", bound=type[Stage[Any]])
+
+
+def overrides(cls: type[Stage[Any]], method: str) -> bool:
+    """Whether a stage defines `method` itself (not the base's no-op): a flow skips a whole
+    task round when no enabled stage has anything to prepare."""
+    return next(k for k in cls.__mro__ if method in vars(k)) is not Stage
 
 
 def register(cls: S) -> S:
@@ -296,10 +308,12 @@ def registered() -> list[type[Stage[Any]]]:
 
 
 def by_kind(kind: Kind) -> list[type[Stage[Any]]]:
+    """The registered stages of one kind, in pipeline order."""
     return [s for s in registered() if s.kind == kind]
 
 
 def get(name: str) -> type[Stage[Any]]:
+    """The stage registered under a name (the config section, the funnel, the markers use it)."""
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -31,6 +31,7 @@ def _log_once(level: int, reason: str, detail: str) -> None:
 
 @dataclass
 class StageStats:
+    """One stage's funnel for a shard or a run: they merge by addition, so shards on many machines add up."""
     docs_in: int = 0
     bytes_in: int = 0
     docs_out: int = 0
@@ -45,12 +46,14 @@ class StageStats:
     seconds: float = 0.0
 
     def take_in(self, n_bytes: int) -> None:
+        """Count a document entering the stage."""
         self.docs_in += 1
         self.bytes_in += n_bytes
         # Length histograms (power-of-two byte buckets) for the run report: before/after each stage.
         self.counters[f"len_in:{n_bytes.bit_length()}"] += 1
 
     def keep(self, n_bytes: int) -> None:
+        """Count a document leaving the stage (its size after the stage rewrote it)."""
         self.docs_out += 1
         self.bytes_out += n_bytes
         self.counters[f"len_out:{n_bytes.bit_length()}"] += 1
@@ -69,6 +72,7 @@ class StageStats:
         _log_once(logging.WARNING, reason, detail)
 
     def merge(self, other: StageStats) -> StageStats:
+        """Add another shard's counts to these."""
         self.docs_in += other.docs_in
         self.bytes_in += other.bytes_in
         self.docs_out += other.docs_out
@@ -81,6 +85,7 @@ class StageStats:
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able counts (what done-markers and summary.json hold)."""
         return {
             "docs_in": self.docs_in,
             "bytes_in": self.bytes_in,
@@ -95,6 +100,7 @@ class StageStats:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageStats:
+        """Counts read back from a marker or summary.json."""
         return cls(
             docs_in=int(d.get("docs_in", 0)),
             bytes_in=int(d.get("bytes_in", 0)),
@@ -166,6 +172,7 @@ def funnel_rows(stats: RunStats) -> list[dict[str, str]]:
 
 
 def funnel_markdown(stats: RunStats) -> str:
+    """The funnel as a markdown table (summary.md, the Prefect artifact)."""
     rows = funnel_rows(stats)
     if not rows:
         return "_no documents processed_\n"

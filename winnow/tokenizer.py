@@ -25,6 +25,7 @@ class TokenizerError(ValueError):
 
 @dataclass
 class Tokenizer:
+    """One interface over tiktoken and HF tokenizers, with the EOS/BOS ids packing needs."""
     name: str
     vocab_size: int
     eos_id: int | None
@@ -33,9 +34,11 @@ class Tokenizer:
     _decode: Callable[[list[int]], str]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of many texts at once (tokenizers use their threads on a batch)."""
         return self._encode_batch(texts)
 
     def decode(self, ids: list[int]) -> str:
+        """Text of token ids (tests check round trips with it)."""
         return self._decode(ids)
 
 

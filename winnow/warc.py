@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover
 
 @dataclass(slots=True)
 class HttpResponse:
+    """One WARC response as the ingest stage needs it; `problem` names why it is unusable."""
     record_id: str
     url: str
     date: datetime | None
@@ -39,6 +40,7 @@ class HttpResponse:
 
 
 def parse_warc_date(value: str | None) -> datetime | None:
+    """A WARC-Date as an aware datetime, or None when it is not ISO 8601 (old crawls have odd dates)."""
     if not value:
         return None
     try:

@@ -83,7 +83,7 @@ def _has(pattern: str, at_least: int = 1):
 @pytest.mark.slow
 @pytest.mark.parametrize("stage, ready", [
     ("ingest", _has("documents/_done/*.json", 3)),
-    ("dedup", _has("dedup/signatures/_done/*.json")),
+    ("dedup", _has("dedup/bands/_done/*.json")),
     ("dedup-filter", _has("deduped/*.parquet")),
     ("pack", _has("packed/.*")),
 ])

@@ -106,12 +106,12 @@ def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_api, tmp_pat
     packed = {p.name: pq.read_table(p).to_pylist() for p in (out / "packed").glob("train-*.parquet")}
 
     # Crash after the signatures: later phases' outputs and markers are gone.
-    sig_file = out / "dedup" / "bands" / "band=00" / "range=0001" / "part-00000.parquet"
+    sig_file = out / "dedup" / "bands" / "band=00" / "group=00000.parquet"
     sig_mtime = sig_file.stat().st_mtime_ns
     (out / "dedup" / "components" / "_done" / "band=03-range=0001.parquet.json").unlink()
     (out / "dedup" / "components" / "band=03-range=0001.parquet").unlink()
-    shutil.rmtree(out / "dedup" / "merged")
-    (out / "dedup" / "_done" / "clusters.json").unlink()
+    shutil.rmtree(out / "dedup" / "cc")
+    shutil.rmtree(out / "dedup" / "clusters")
     shutil.rmtree(out / "deduped")
     shutil.rmtree(out / "packed")
     again = run(cfg)

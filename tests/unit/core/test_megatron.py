@@ -10,7 +10,6 @@ import socket
 import struct
 import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,26 +37,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[dict[str, Any]]:
-    """A real local S3 endpoint (moto server) with one bucket; yields fsspec storage options."""
-    pytest.importorskip("moto")
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    import boto3
-
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="winnow-megatron")
-    yield {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -262,13 +241,13 @@ def test_s3_round_trip(s3_server: dict[str, Any], tokenized: list[list[int]]) ->
     import s3fs
 
     bins = pack_like_winnow(tokenized[:200], seq_len=1024)
-    prefix = "s3://winnow-megatron/run1/megatron/part-00003"
+    prefix = "s3://winnow-test/megatron-tests/run1/megatron/part-00003"
     info = write_bins(prefix, bins, 100277, storage_options=s3_server)
     assert info["bin_path"] == prefix + ".bin"
     fs = s3fs.S3FileSystem(**s3_server)
-    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls("winnow-megatron/run1/megatron", refresh=True)) == \
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.ls("winnow-test/megatron-tests/run1/megatron", refresh=True)) == \
         ["part-00003.bin", "part-00003.idx"]
-    assert fs.size("winnow-megatron/run1/megatron/part-00003.bin") == info["bin_bytes"]
+    assert fs.size("winnow-test/megatron-tests/run1/megatron/part-00003.bin") == info["bin_bytes"]
     index = read_index(prefix, s3_server)
     assert index.documents == len(bins) and index.tokens == info["tokens"]
     assert [[s.tolist() for s in d] for d in read_documents(prefix, s3_server)] == bins
@@ -277,16 +256,16 @@ def test_s3_round_trip(s3_server: dict[str, Any], tokenized: list[list[int]]) ->
 def test_s3_failed_write_leaves_nothing(s3_server: dict[str, Any]) -> None:
     import s3fs
 
-    prefix = "s3://winnow-megatron/run2/megatron/part-00000"
+    prefix = "s3://winnow-test/megatron-tests/run2/megatron/part-00000"
     with pytest.raises(MegatronWriteError, match="token id 70000"), \
             MegatronWriter(prefix, 50000, storage_options=s3_server) as w:
         w.add_document(list(range(1000)))
         w.add_document([1, 70000])
     fs = s3fs.S3FileSystem(**s3_server)
-    assert not fs.exists("winnow-megatron/run2/megatron/part-00000.bin")
-    assert not fs.exists("winnow-megatron/run2/megatron/part-00000.idx")
+    assert not fs.exists("winnow-test/megatron-tests/run2/megatron/part-00000.bin")
+    assert not fs.exists("winnow-test/megatron-tests/run2/megatron/part-00000.idx")
     fs.invalidate_cache()
-    left = fs.find("winnow-megatron/run2") if fs.exists("winnow-megatron/run2") else []
+    left = fs.find("winnow-test/megatron-tests/run2") if fs.exists("winnow-test/megatron-tests/run2") else []
     assert left == []
 
 

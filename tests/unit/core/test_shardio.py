@@ -191,3 +191,20 @@ def test_s3_problems_are_one_line_and_never_create_a_bucket(s3_server):
             check_writable("s3://winnow-test/out", {**no_credentials, "config_kwargs": {"retries": {"max_attempts": 1}}})
     finally:
         os.environ.update(saved)
+
+
+def test_failed_s3_write_leaves_nothing_and_writes_need_no_temp_objects(s3_server, warc_docs):
+    fs = fsspec.filesystem("s3", **s3_server)
+    docs = warc_docs("cc-main-2020-34-sample.warc.gz")
+    out = "s3://winnow-test/atomic/part-00000.parquet"
+    with pytest.raises(RuntimeError):
+        with ShardWriter(out, s3_server, rows_per_group=2) as w:
+            w.write_all(docs * 3)
+            raise RuntimeError("crash mid-shard")
+    fs.invalidate_cache()
+    assert not fs.exists("winnow-test/atomic/part-00000.parquet") and not fs.exists("winnow-test/atomic")
+    with ShardWriter(out, s3_server) as w:
+        w.write_all(docs)
+    fs.invalidate_cache()
+    assert fs.ls("winnow-test/atomic") == ["winnow-test/atomic/part-00000.parquet"]  # no temp object, no copy
+    assert len(list(read_documents(out, StageStats(), s3_server))) == len(docs)

@@ -1,5 +1,5 @@
 """Distributed connected components (winnow/components.py) against scipy and against today's
-pairwise merge (tasks.dedup.merge_components + split_clusters): same components, same
+in-memory reference (winnow.components.components_in_memory, scipy): same components, same
 representative (smallest id, index documents first), same cluster files and summary."""
 
 from __future__ import annotations
@@ -22,26 +22,13 @@ from hypothesis import strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as scipy_components
 
-from tasks.dedup import (
-    CLUSTER_SCHEMA as DEDUP_CLUSTER_SCHEMA,
-)
-from tasks.dedup import (
-    COMPONENT_SCHEMA,
-    DedupConfig,
-    band_components,
-    band_tasks,
-    component_path,
-    merge_components,
-    signatures_shard,
-    split_clusters,
-)
-from tasks.dedup import NEW as DEDUP_NEW
 from winnow.components import (
     CLUSTER_SCHEMA,
     NEW,
     ComponentsError,
     ConvergenceError,
     RoundStats,
+    components_in_memory,
     connected_components,
     mix64,
     partition_of,
@@ -50,8 +37,18 @@ from winnow.components import (
 )
 from winnow.document import Document
 from winnow.shardio import filesystem, write_table_atomic
+from winnow.tasks import dedup
+from winnow.tasks.dedup import (
+    COMPONENT_SCHEMA,
+    DedupConfig,
+    band_components,
+    band_tasks,
+    component_path,
+    n_ranges,
+    signatures_group,
+)
 
-TEXT = Path(__file__).resolve().parent / "data" / "text"
+TEXT = Path(__file__).resolve().parents[2] / "data" / "text"
 N_SHARDS = 3
 
 
@@ -77,7 +74,7 @@ def write_components(folder: Path, bands: list[list[tuple[int, int]]]) -> list[s
 
 
 def scipy_reference(edges: list[tuple[int, int]]) -> dict[int, int]:
-    """node -> smallest id of its component, as tasks/dedup.py::_connected computes it."""
+    """node -> smallest id of its component, computed here with scipy."""
     if not edges:
         return {}
     flat = np.array(edges, dtype=np.uint64)
@@ -124,7 +121,7 @@ def check_against_scipy(bands: list[list[tuple[int, int]]], work: Path, n_parts:
 
 
 def test_layout_constants_match_tasks_dedup():
-    assert CLUSTER_SCHEMA.equals(DEDUP_CLUSTER_SCHEMA) and int(NEW) == int(DEDUP_NEW)
+    assert CLUSTER_SCHEMA.equals(dedup.CLUSTER_SCHEMA) and int(NEW) == int(dedup.NEW)
 
 
 def test_labels_are_a_bijection_and_partitions_are_even():
@@ -218,10 +215,10 @@ def realistic_bands(rng: random.Random, n_clusters: int, with_index: bool) -> li
 
 
 @pytest.mark.parametrize("n_parts", [1, 2, 7])
-def test_realistic_clusters_with_index_documents_equal_todays_merge(tmp_path, n_parts):
+def test_realistic_clusters_with_index_documents_equal_the_in_memory_reference(tmp_path, n_parts):
     bands = realistic_bands(random.Random(n_parts), 300, with_index=True)
     paths = write_components(tmp_path, bands)
-    old = split_clusters(merge_components(paths, str(tmp_path / "old")), N_SHARDS, str(tmp_path / "old"))
+    old = components_in_memory(paths, N_SHARDS, str(tmp_path / "old" / "clusters"))
     new = run(paths, tmp_path / "new", n_parts)
     assert {k: v for k, v in new.items() if k != "rounds"} == old
     for s in range(N_SHARDS):
@@ -241,7 +238,7 @@ def paragraphs(name: str) -> list[str]:
     return [p for p in re.split(r"\n\s*\n", text) if len(p.split()) >= 80]
 
 
-def test_real_text_pipeline_files_equal_todays_merge(tmp_path):
+def test_real_text_pipeline_files_equal_the_in_memory_reference(tmp_path):
     """Band files from real text (planted near-duplicates across shards) -> band_components ->
     both ways of joining the bands: byte-for-byte equal cluster tables."""
     rng = random.Random(3)
@@ -255,12 +252,13 @@ def test_real_text_pipeline_files_equal_todays_merge(tmp_path):
             shards[(i + copy + 1) % 3].append(Document(id=f"n{i}-{copy}", text=" ".join(w)))
     cfg = DedupConfig.model_validate({"partitions": 2})
     work = str(tmp_path / "dedup")
+    ranges = n_ranges(cfg, sum(map(len, shards)))
     for k, docs in enumerate(shards):
-        signatures_shard(docs, k, work, cfg)
-    for band, part in band_tasks(cfg):
-        band_components(band, part, len(shards), work, cfg)
-    paths = [component_path(work, b, p) for b, p in band_tasks(cfg)]
-    old = split_clusters(merge_components(paths, work), len(shards), work)
+        signatures_group([(k, docs)], k, work, cfg, ranges)
+    for band, part in band_tasks(cfg, ranges):
+        band_components(band, part, len(shards), ranges, work, cfg)
+    paths = [component_path(work, b, p) for b, p in band_tasks(cfg, ranges)]
+    old = components_in_memory(paths, len(shards), str(Path(work) / "clusters"))
     new = connected_components(paths, work, 4, len(shards), clusters_dir=str(tmp_path / "new"))
     assert {k: v for k, v in new.items() if k != "rounds"} == old
     assert old["removed"] > 200
