@@ -238,14 +238,19 @@ if __name__ == "__main__":
 # ------------------------------------------------------------------------- connected components
 
 def cc_scale(n_docs: int = 10_000_000, n_pairs: int = 5_000_000) -> None:
-    """Simulated band outputs for 10M documents with 5M duplicate pairs spread over 14 bands;
-    each band's partial components are merged pairwise as in the pipeline."""
-    script = f"""
-import resource, time, numpy as np, pyarrow as pa, tempfile
-from winnow.tasks.dedup import COMPONENT_SCHEMA, NEW, _write_table, merge_components, split_clusters
+    """Simulated band outputs for 10M documents with 5M duplicate pairs spread over 14 bands:
+    the distributed connected components (rounds of partition tasks, here run one after the
+    other in one process) against scipy over every edge at once (``components_in_memory``,
+    what dedup.single_task_below uses), each in its own process for its peak RSS."""
+    def run(kind: str) -> list[str]:
+        script = f"""
+import resource, time, math, numpy as np, pyarrow as pa, tempfile
+from winnow.shardio import write_table_atomic
+from winnow.components import components_in_memory, connected_components
+from winnow.tasks.dedup import COMPONENT_SCHEMA, NEW, DedupConfig, cc_parts
 rng = np.random.default_rng(0)
 with tempfile.TemporaryDirectory() as work:
-    paths = []
+    paths, edges = [], 0
     per_band = {n_pairs} // 14
     for band in range(14):
         # ids as the pipeline makes them: NEW | shard << 32 | row, 10 shards of 1M documents
@@ -255,23 +260,33 @@ with tempfile.TemporaryDirectory() as work:
         v = NEW | ((v // 1_000_000) << np.uint64(32)) | (v % 1_000_000)
         docs = np.concatenate([u, v]); roots = np.concatenate([np.minimum(u, v), np.minimum(u, v)])
         path = f"{{work}}/components/band={{band:02d}}.parquet"
-        _write_table(pa.table({{"doc": docs, "root": roots}}, schema=COMPONENT_SCHEMA), path, None)
-        paths.append(path)
+        write_table_atomic(pa.table({{"doc": docs, "root": roots}}, schema=COMPONENT_SCHEMA), path)
+        paths.append(path); edges += len(docs)
+    shards = math.ceil({n_docs} / 1_000_000)
+    n_parts = cc_parts(DedupConfig(), edges)
     t0 = time.perf_counter()
-    final = merge_components(paths, work)
-    t_merge = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    summary = split_clusters(final, 10, work)
-    t_split = time.perf_counter() - t0
-    print("RESULT", t_merge, t_split, summary["clusters"], summary["documents_in_clusters"],
+    if {kind!r} == "distributed":
+        summary = connected_components(paths, work, n_parts, shards)
+    else:
+        summary = components_in_memory(paths, shards, work + "/clusters")
+    dt = time.perf_counter() - t0
+    print("RESULT", dt, summary["clusters"], summary["documents_in_clusters"], summary.get("rounds", 1), n_parts,
           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    t_merge, t_split, clusters, in_clusters, rss = out.split("RESULT")[1].split()
-    print(f"\nConnected components: {n_docs:,} documents, {n_pairs:,} duplicate pairs over 14 bands: pairwise merge "
-          f"tree {float(t_merge):.1f} s + split into 10 shard files {float(t_split):.1f} s, peak RSS {float(rss):,.0f} MB "
-          f"({int(in_clusters):,} documents have a duplicate; {int(clusters):,} clusters). Memory follows the "
-          f"documents that have duplicates, not the corpus; each pairwise merge is its own task.")
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+        return out.split("RESULT")[1].split()
+
+    rows = []
+    for kind in ("distributed", "in memory (scipy, one task)"):
+        secs, clusters, in_clusters, rounds, n_parts, rss = run(kind.split()[0])
+        rows.append({"components": kind, "partitions": n_parts if kind == "distributed" else 1,
+                     "rounds": rounds if kind == "distributed" else "-", "seconds": f"{float(secs):.1f}",
+                     "clusters": f"{int(clusters):,}", "documents in clusters": f"{int(in_clusters):,}",
+                     "process peak RSS MB": f"{float(rss):,.0f}"})
+    print(f"\nConnected components: {n_docs:,} documents, {n_pairs:,} duplicate pairs over 14 bands (the "
+          f"distributed rounds run one after the other in one process here; in a run each partition is a "
+          f"task, and benchmarks/scale_dedup.py measures the largest task at 1M-50M documents):\n")
+    print(markdown_table(rows))
 
 
 # --------------------------------------------------------------------------------- end to end

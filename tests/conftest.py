@@ -78,8 +78,15 @@ def prefect_api() -> Iterator[str]:
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    """Environment of a CLI run: its own PREFECT_HOME, no API URL (winnow starts a temporary server)."""
+def cli_env(tmp_path: Path, prefect_server_api: str) -> dict[str, str]:
+    """Environment of a CLI run: its own PREFECT_HOME and the session's Prefect server, which
+    saves each run the start of a temporary server of its own (see `own_server_env`)."""
+    return servers.prefect_env(tmp_path / "prefect-home", prefect_server_api)
+
+
+@pytest.fixture
+def own_server_env(tmp_path: Path) -> dict[str, str]:
+    """A CLI run exactly as the README's: no API URL, so winnow starts a temporary server."""
     return servers.prefect_env(tmp_path / "prefect-home")
 
 
@@ -94,7 +101,7 @@ def run_winnow(cli_env: dict[str, str]) -> Callable[..., Any]:
     return run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def demo_config(demo_warcs: Path) -> Callable[..., Path]:
     """Write the demo config with changes (absolute paths, one shard per file by default)."""
 

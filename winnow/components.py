@@ -566,13 +566,15 @@ def connected_components(edge_files: Sequence[str], work: str, n_parts: int, n_s
     ``keep_rounds``. Rerunning resumes: finished tasks are skipped by their markers. A rerun
     with other edge files or partition counts starts the scratch folder over.
     ``on_round(phase, results)`` sees each round's results (progress, benchmarks).
-    ``n_groups`` split tasks (default ``n_parts``) each write the cluster files of consecutive
-    shards; ``max_rounds`` overrides :func:`round_cap` (tests)."""
+    About ``n_groups`` split tasks (default ``n_parts``; fewer than twice that) each write the
+    cluster files of consecutive shards; ``max_rounds`` overrides :func:`round_cap` (tests)."""
     so = storage_options
     if n_parts < 1 or n_shards < 0:
         raise ValueError(f"n_parts must be >= 1 and n_shards >= 0, got {n_parts}, {n_shards}")
     run = run_round or in_process
-    per = max(1, math.ceil(n_shards / max(1, n_groups or n_parts)))
+    # Whole shards per split task, rounded down: a group never holds more than its share of the
+    # duplicated documents (rounding up gave two shards per task once shards passed n_parts).
+    per = max(1, n_shards // max(1, n_groups or n_parts))
     n_groups = len(shard_groups(n_shards, per))
     clusters_dir = clusters_dir or join(work, CLUSTERS_DIR)
     producers = max(1, min(n_parts, len(edge_files)))
@@ -641,6 +643,8 @@ def components_in_memory(edge_files: Sequence[str], n_shards: int, clusters_dir:
     docs = np.concatenate([t.column("doc").to_numpy() for t in tables]) if tables else np.zeros(0, np.uint64)
     roots = np.concatenate([t.column("root").to_numpy() for t in tables]) if tables else np.zeros(0, np.uint64)
     del tables
+    edge = docs != roots  # a self-loop is no edge, as in partition_edges
+    docs, roots = docs[edge], roots[edge]
     nodes, inverse = np.unique(np.concatenate([docs, roots]), return_inverse=True)
     if len(nodes):
         u, v = inverse[: len(docs)], inverse[len(docs):]

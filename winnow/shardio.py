@@ -17,7 +17,7 @@ import posixpath
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -511,6 +511,14 @@ class ParquetShardWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc_type is not None:
+            writer, self._writer = self._writer, None
+            if writer is not None and self._file.local:
+                # Finished into the temp file that abort() removes: left to the garbage
+                # collector it would write its footer into a closed file (a warning).
+                with suppress(Exception):
+                    writer.close()
+            elif writer is not None:
+                writer.is_open = False  # closing would complete the remote upload being aborted
             self._file.abort()
             return
         try:

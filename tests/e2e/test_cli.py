@@ -15,9 +15,9 @@ import yaml
 from winnow.stage import registered
 
 
-def cli(*args: str, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli(*args: str, cwd=None, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "winnow.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def refused(proc: subprocess.CompletedProcess, *needles: str) -> None:
@@ -61,11 +61,12 @@ def test_missing_input_and_inputs_of_no_usable_kind(tmp_path, repo):
             "matched no WARC", "skipped 2 file(s): 2 unsupported format (a.txt, b.html)")
 
 
-def test_a_run_that_reads_nothing_fails(tmp_path, repo):
+def test_a_run_that_reads_nothing_fails(tmp_path, repo, cli_env):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.warc.gz").write_bytes(b"this is not a warc file at all")
     (tmp_path / "in" / "notes.txt").write_text("x")
-    proc = cli("run", str(repo / "examples" / "demo.yaml"), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"))
+    proc = cli("run", str(repo / "examples" / "demo.yaml"), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+               env=cli_env)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "skipped 1 file(s): 1 unsupported format (notes.txt)" in proc.stderr
     final = proc.stderr[proc.stderr.rindex("error:"):]
@@ -121,9 +122,10 @@ def test_report_reads_s3_with_storage_options(tmp_path, s3_server):
 
 
 @pytest.mark.slow
-def test_demo_command_from_readme(tmp_path, run_winnow, repo):
-    """`winnow run examples/demo.yaml`, as a user runs it, in a separate process."""
-    proc = run_winnow("run", "examples/demo.yaml", "--output", str(tmp_path / "demo"))
+def test_demo_command_from_readme(tmp_path, run_winnow, own_server_env, repo):
+    """`winnow run examples/demo.yaml`, as a user runs it (its own temporary server), in a separate process."""
+    proc = run_winnow("run", "examples/demo.yaml", "--output", str(tmp_path / "demo"), env=own_server_env)
+    assert "Starting temporary server" in proc.stderr
     assert "documents in" in proc.stderr and str(tmp_path / "demo") in proc.stderr
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     # The 12 small demo files are grouped into ~1 MB shards (shard_size_mb's default).

@@ -50,18 +50,19 @@ def all_output_files_readable(out: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def undisturbed(tmp_path_factory) -> dict:
+def undisturbed(tmp_path_factory, prefect_server_api) -> dict:
     tmp = tmp_path_factory.mktemp("undisturbed")
-    winnow("run", str(demo_config(tmp / "cfg.yaml")), "-o", str(tmp / "out"), env=prefect_env(tmp / "home"))
+    winnow("run", str(demo_config(tmp / "cfg.yaml")), "-o", str(tmp / "out"),
+           env=prefect_env(tmp / "home", prefect_server_api))
     return output_of(str(tmp / "out"))
 
 
 # ---- kill -9 ---------------------------------------------------------------------------------
 
-def _kill_when(cfg: Path, out: Path, home: Path, ready, timeout: float = 300) -> bool:
+def _kill_when(cfg: Path, out: Path, env: dict[str, str], ready, timeout: float = 300) -> bool:
     """Start a run, SIGKILL its whole process group as soon as ``ready(out)``; True if the run
     was really cut short (it had not written its summary yet)."""
-    proc = subprocess.Popen([str(BIN / "winnow"), "run", str(cfg), "-o", str(out)], env=prefect_env(home),
+    proc = subprocess.Popen([str(BIN / "winnow"), "run", str(cfg), "-o", str(out)], env=env,
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
@@ -87,12 +88,15 @@ def _has(pattern: str, at_least: int = 1):
     ("dedup-filter", _has("deduped/*.parquet")),
     ("pack", _has("packed/.*")),
 ])
-def test_kill_9_then_rerun_gives_the_undisturbed_output(stage, ready, undisturbed, tmp_path):
+def test_kill_9_then_rerun_gives_the_undisturbed_output(stage, ready, undisturbed, tmp_path, prefect_server_api):
     cfg, out = demo_config(tmp_path / "cfg.yaml"), tmp_path / "out"
-    interrupted = _kill_when(cfg, out, tmp_path / "home", ready)
+    # The first case kills a run with winnow's own temporary server (the README's path: the
+    # server must die with it); the others share one server, which saves its start each time.
+    env = prefect_env(tmp_path / "home", None if stage == "ingest" else prefect_server_api)
+    interrupted = _kill_when(cfg, out, env, ready)
     if stage != "pack":  # packing the demo takes well under a second: the kill may come after it
         assert interrupted, f"the run finished before the kill during {stage}"
-    rerun = winnow("run", str(cfg), "-o", str(out), env=prefect_env(tmp_path / "home"))
+    rerun = winnow("run", str(cfg), "-o", str(out), env=env)
     assert "already done" in rerun.stderr
     result = output_of(str(out))
     assert result == undisturbed  # same documents, same sequences, in the same order
@@ -104,7 +108,7 @@ def test_kill_9_then_rerun_gives_the_undisturbed_output(stage, ready, undisturbe
 # ---- S3 down, S3 slow ------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_s3_outage_mid_run_then_resume(s3_server, undisturbed, tmp_path):
+def test_s3_outage_mid_run_then_resume(s3_server, undisturbed, tmp_path, prefect_server_api):
     moto_port = int(s3_server["client_kwargs"]["endpoint_url"].rsplit(":", 1)[1])
     proxy = FaultProxy(moto_port)
     so = {**s3_server, "client_kwargs": {"endpoint_url": proxy.endpoint}}
@@ -129,7 +133,7 @@ def test_s3_outage_mid_run_then_resume(s3_server, undisturbed, tmp_path):
 
     t = threading.Thread(target=outage, daemon=True)
     t.start()
-    env = prefect_env(tmp_path / "home")
+    env = prefect_env(tmp_path / "home", prefect_server_api)
     first = subprocess.run([str(BIN / "winnow"), "run", str(cfg)], env=env, cwd=REPO, capture_output=True,
                            text=True, timeout=600)
     t.join(60)
@@ -283,7 +287,7 @@ def _small_tmpfs(path: Path, size: str = "64k") -> bool:
 
 
 @pytest.mark.slow
-def test_full_output_disk_is_a_clear_error_and_leaves_nothing_corrupt(tmp_path):
+def test_full_output_disk_is_a_clear_error_and_leaves_nothing_corrupt(tmp_path, prefect_server_api):
     disk = tmp_path / "disk"
     if not _small_tmpfs(disk):
         pytest.skip("cannot mount a small tmpfs here (needs root)")
@@ -291,7 +295,8 @@ def test_full_output_disk_is_a_clear_error_and_leaves_nothing_corrupt(tmp_path):
         cfg = demo_config(tmp_path / "cfg.yaml", dedup={"enabled": False}, pack={"enabled": False},
                           quality={"write_rejected": False}, runner={"kind": "threads", "workers": 1, "retries": 0})
         proc = subprocess.run([str(BIN / "winnow"), "run", str(cfg), "-o", str(disk / "out")],
-                              env=prefect_env(tmp_path / "home"), cwd=REPO, capture_output=True, text=True, timeout=600)
+                              env=prefect_env(tmp_path / "home", prefect_server_api), cwd=REPO, capture_output=True,
+                              text=True, timeout=600)
         assert proc.returncode == 1, proc.stderr[-3000:]
         # Prefect logs each failed task with its traceback; winnow's own last word is one clear message.
         final = proc.stderr[proc.stderr.rindex("error:"):]

@@ -121,7 +121,8 @@ def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_api, tmp_pat
     # A small corpus runs the same steps in one task (the default): same clusters, same sequences.
     single = run(_cfg(tmp_path / "single", demo_warcs, dedup={"enabled": True, "partitions": 2},
                       pack={"enabled": True, "seq_len": 512}))
-    assert single["dedup"] == first["dedup"]
+    # Same clusters; only the staged path has rounds of component tasks to report.
+    assert single["dedup"] == {k: v for k, v in first["dedup"].items() if k != "rounds"}
     assert {p.name: pq.read_table(p).to_pylist()
             for p in (tmp_path / "single" / "out" / "packed").glob("train-*.parquet")} == packed
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from helpers.servers import BIN, REPO, output_of, prefect_env, stop_group, winnow
@@ -16,13 +17,26 @@ from helpers.servers import BIN, REPO, output_of, prefect_env, stop_group, winno
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("runner", ["threads", "processes"])
-def test_sigint_exits_fast_with_one_line_and_the_rerun_resumes(runner, tmp_path, demo_config):
-    crawl = tmp_path / "crawl"
-    crawl.mkdir()
+@pytest.fixture(scope="module")
+def crawl(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("crawl")
     for copy in range(3):  # enough shards that the interrupt lands in the middle
         for f in sorted((REPO / "examples" / "data" / "warc").iterdir()):
-            shutil.copy(f, crawl / f"{copy}-{f.name}")
+            shutil.copy(f, folder / f"{copy}-{f.name}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(crawl, tmp_path_factory, prefect_server_api, demo_config) -> dict:
+    """An undisturbed run (the runner does not change the output: tests/e2e/test_determinism.py)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    cfg = demo_config(tmp / "c.yaml", input=[str(crawl)])
+    winnow("run", str(cfg), "-o", str(tmp / "out"), env=prefect_env(tmp / "home", prefect_server_api))
+    return output_of(str(tmp / "out"))
+
+
+@pytest.mark.parametrize("runner", ["threads", "processes"])
+def test_sigint_exits_fast_with_one_line_and_the_rerun_resumes(runner, tmp_path, demo_config, crawl, reference):
     cfg = demo_config(tmp_path / "c.yaml", input=[str(crawl)], runner={"kind": runner, "workers": 2})
     env = prefect_env(tmp_path / "home")  # no PREFECT_API_URL: winnow's own temporary server
     out = tmp_path / "out"
@@ -49,7 +63,5 @@ def test_sigint_exits_fast_with_one_line_and_the_rerun_resumes(runner, tmp_path,
     assert after.count("\n") <= 3
     rerun = winnow("run", str(cfg), "-o", str(out), env=env)
     assert "already done" in rerun.stderr
-    reference = tmp_path / "reference"
-    winnow("run", str(cfg), "-o", str(reference), env=env)
-    assert output_of(str(out)) == output_of(str(reference))
+    assert output_of(str(out)) == reference
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]

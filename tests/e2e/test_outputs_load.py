@@ -10,12 +10,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_output(tmp_path_factory):
+def demo_output(tmp_path_factory, prefect_server_api):
     from helpers.servers import REPO, prefect_env, winnow
 
     out = tmp_path_factory.mktemp("outputs") / "out"
     winnow("run", str(REPO / "examples" / "demo.yaml"), "-o", str(out),
-           env=prefect_env(tmp_path_factory.mktemp("home")))
+           env=prefect_env(tmp_path_factory.mktemp("home"), prefect_server_api))
     return out
 
 

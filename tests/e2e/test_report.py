@@ -33,10 +33,10 @@ class _Elements(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
+def demo_run(tmp_path_factory, prefect_server_api) -> Path:
     out = tmp_path_factory.mktemp("report") / "out"
     proc = subprocess.run([str(BIN / "winnow"), "run", str(REPO / "examples" / "demo.yaml"), "-o", str(out)],
-                          env=prefect_env(tmp_path_factory.mktemp("home")), cwd=REPO, capture_output=True,
+                          env=prefect_env(tmp_path_factory.mktemp("home"), prefect_server_api), cwd=REPO, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "report: " in proc.stderr
