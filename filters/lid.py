@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from functools import lru_cache
 from importlib.resources import files
@@ -50,9 +51,20 @@ def _load_fasttext(path: str):
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=8)
 def cached_model(path: str):
-    """A fastText model loaded once per process and path (loading lid.176 takes a while; threads share it)."""
+    """A fastText model loaded once per process and file version (loading lid.176 takes a
+    while; threads share it). A model retrained at the same path is loaded again, also in a
+    long-lived worker (Dask, a Prefect worker)."""
+    try:
+        st = os.stat(path)
+        version = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        version = None  # _load_fasttext says what is wrong
+    return _cached_model(path, version)
+
+
+@lru_cache(maxsize=8)
+def _cached_model(path: str, version: tuple[int, int] | None):
     with _lock:
         return _load_fasttext(path)
 

@@ -128,10 +128,10 @@ def run_pipeline(cfg: PipelineConfig, plan: RunPlan | None = None, checked: bool
         with task_runner_for(cfg.runner) as runner, display.live():
             mapper = PrefectMapper(runner, cfg.runner, display)
             checks = enabled_checks(cfg)
+            if not checked:  # first: a missing model fails before any index is built
+                _check_in_workers(cfg, mapper, len(plan.jobs))
             if any(overrides(get(name), "prepare") for name, _ in checks):
                 mapper.run_one(prepare_stages, {"checks": checks, "env": _env(cfg)}, name="prepare")
-            if not checked:
-                _check_in_workers(cfg, mapper, len(plan.jobs))
             outcomes = _curate_shards(plan, mapper, display)
             summary, stats, problem = _finish(cfg, plan, mapper, outcomes, note)
     # After the progress display has stopped, so the table is not drawn into the bars.

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+import httpx
 from prefect import Task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
@@ -252,6 +253,17 @@ def _die_with_parent() -> None:
 _server: TemporaryServer | None = None
 
 
+def check_api(url: str, timeout_s: float = 10.0) -> None:
+    """The Prefect API a run is pointed at answers, or one line says which URL does not
+    (otherwise the flow dies in Prefect's client with a long traceback)."""
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=timeout_s).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"the Prefect API at {url} (PREFECT_API_URL) does not answer: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}; start the server, fix the URL, or "
+                          "unset PREFECT_API_URL to let winnow start a temporary one") from None
+
+
 def ensure_api(runner: RunnerConfig) -> TemporaryServer | None:
     """Make sure the run has a Prefect API: the one PREFECT_API_URL names, or a temporary local
     server that this process and every worker process share (without it, each worker of a
@@ -259,7 +271,9 @@ def ensure_api(runner: RunnerConfig) -> TemporaryServer | None:
     global _server
     from prefect.settings import PREFECT_API_URL  # noqa: PLC0415 - settings read after the CLI set the env
 
-    if PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"):
+    url = PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL")
+    if url:
+        check_api(str(url))
         return None
     if runner.dask_address:
         raise ConfigError("runner.dask_address points at a remote Dask cluster: set PREFECT_API_URL to a Prefect "

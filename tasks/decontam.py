@@ -20,7 +20,7 @@ from winnow.config import path_field
 from winnow.document import Document
 from winnow.filters.decontam import DEFAULT_MIN_WORDS, DEFAULT_N, MAX_N, DecontamError, NGramIndex, load_eval_sets
 from winnow.report import bar_chart, counter_items, section
-from winnow.shardio import InputError, StorageError, filesystem, join, list_inputs
+from winnow.shardio import InputError, StorageError, filesystem, join, list_inputs, path_stamps
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
 
@@ -31,7 +31,7 @@ class DecontamConfig(DocumentStageConfig):
     """Settings of the decontamination stage (YAML section `decontam`)."""
     enabled: bool = Field(False, description="Remove (or annotate) documents that contain evaluation-set text.")
     eval_sets: list[str] = path_field(
-        default_factory=list,
+        default_factory=list, stamped=False,  # settings() adds the stamps of the files found
         description="Evaluation sets: JSONL(.gz)/Parquet files, folders or globs (local or s3://); each file "
                     "(or folder) is one benchmark, named after it (or a `benchmark` column).")
     fields: list[str] | None = Field(
@@ -51,18 +51,7 @@ class DecontamConfig(DocumentStageConfig):
 
 def eval_stamps(section: DecontamConfig, storage_options: dict[str, Any] | None) -> list[list[str]]:
     """(file, stamp) of every eval file: the index and every shard's key follow them."""
-    if not section.eval_sets:
-        return []
-    files: list[list[str]] = []
-    for pattern in section.eval_sets:
-        fs, root = filesystem(pattern, storage_options)
-        entries = fs.find(root, detail=True) if fs.isdir(root) else (fs.glob(root, detail=True)
-                                                                     if any(c in root for c in "*?[") else
-                                                                     {root: fs.info(root)} if fs.exists(root) else {})
-        for path, info in sorted(entries.items()):
-            if info.get("type") != "directory":
-                files.append([path, f"{info.get('size')}:{info.get('ETag') or info.get('mtime') or ''}"])
-    return files
+    return path_stamps(section.eval_sets, storage_options) if section.eval_sets else []
 
 
 def index_path(section: DecontamConfig, env: StageEnv, stamps: list[list[str]]) -> str:
@@ -122,7 +111,8 @@ class DecontamStage(DocumentStage[DecontamConfig]):
             list_inputs(section.eval_sets, env.storage_options)
         except (InputError, StorageError) as exc:
             raise StageError(f"decontam.eval_sets: {exc}") from None
-        build_index(section, env)
+        # The index itself is built by prepare(), inside the run's output lock and before any
+        # shard: a bad eval file still fails before work, and a refused run writes nothing.
 
     @classmethod
     def prepare(cls, section: DecontamConfig, env: StageEnv) -> None:

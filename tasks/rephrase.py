@@ -267,10 +267,13 @@ def rephrase_documents(docs: Iterable[Document], cfg: RephraseConfig, backend: B
         stats.take_in(n)
         stats.keep(n)
     jobs: list[Job] = []
+    # Every generation setting is in a chunk's key: a journal entry made with a smaller token
+    # budget or another temperature is never reused as if made with these.
+    generation = f"{cfg.backend}:{cfg.max_new_tokens}:{cfg.temperature}:{cfg.seed}"
     for doc, style in choose_jobs(real, cfg):
         chunks = chunk_text(doc.text, cfg.chunk_tokens, count)
         th = template_hash(table[style])
-        keys = [hashlib.sha1("\x1f".join([doc.id, str(i), style, th, backend.model_name,
+        keys = [hashlib.sha1("\x1f".join([doc.id, str(i), style, th, backend.model_name, generation,
                                            hashlib.sha1(c.encode()).hexdigest()]).encode()).hexdigest()
                 for i, c in enumerate(chunks)]
         jobs.append(Job(doc, style, chunks, keys))

@@ -110,11 +110,11 @@ def _interruptible() -> Iterator[None]:
 
     def on_sigint(signum: int, frame: Any) -> None:
         err.print("\n[yellow]interrupted; rerun to resume[/yellow]", highlight=False)
+        _kill_children()  # first: no worker process writes after the lock is released
         with contextlib.suppress(Exception):
             from winnow.lock import release_all  # noqa: PLC0415 - only on the way out
 
             release_all()
-        _kill_children()
         with contextlib.suppress(Exception):
             from winnow.flows.runtime import stop_temporary_server  # noqa: PLC0415 - only on the way out
 

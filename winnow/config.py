@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 PATH_MARK = "winnow_path"
+STAMP_OFF = "winnow_unstamped"
 RUNTIME_MARK = "winnow_runtime"
 
 
@@ -43,9 +44,14 @@ def _marked(mark: str, default: Any, description: str, kwargs: dict[str, Any]) -
     return Field(default, description=description, json_schema_extra={mark: True}, **kwargs)
 
 
-def path_field(default: Any = None, description: str = "", **kwargs: Any) -> Any:
-    """A field naming a file/folder/glob: resolved against the config file's folder."""
-    return _marked(PATH_MARK, default, description, kwargs)
+def path_field(default: Any = None, description: str = "", stamped: bool = True, **kwargs: Any) -> Any:
+    """A field naming a file/folder/glob: resolved against the config file's folder. Unless
+    ``stamped`` is False (outputs, or folders whose stage keys them itself), what it names is
+    part of the done-marker key: an edited list or a retrained model redoes the shards."""
+    field = _marked(PATH_MARK, default, description, kwargs)
+    if not stamped:
+        field.json_schema_extra[STAMP_OFF] = True
+    return field
 
 
 def runtime_field(default: Any = ..., description: str = "", **kwargs: Any) -> Any:
@@ -68,6 +74,31 @@ def output_settings(model: BaseModel) -> dict[str, Any]:
         value = getattr(model, name)
         out[name] = output_settings(value) if isinstance(value, BaseModel) else _jsonable(value)
     return out
+
+
+def stamped_paths(model: BaseModel, prefix: str = "") -> dict[str, list[str]]:
+    """Dotted field name -> the paths of every set, stamped path field of ``model`` (recursive)."""
+    out: dict[str, list[str]] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            out.update(stamped_paths(value, f"{prefix}{name}."))
+        elif _is_marked(field, PATH_MARK) and not _is_marked(field, STAMP_OFF) and value:
+            out[prefix + name] = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    return out
+
+
+_SECRET = re.compile(r"secret|token|passw|credential|private|signature|^key$|access_key", re.IGNORECASE)
+
+
+def redact_secrets(value: Any) -> Any:
+    """``value`` with every credential-like entry (key, secret, token, password, ...) masked."""
+    if isinstance(value, dict):
+        return {k: "***" if isinstance(k, str) and _SECRET.search(k) and v not in (None, "")
+                else redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_secrets(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:
@@ -140,6 +171,12 @@ class PipelineConfig(StrictModel):
                                "this many MB (one output file and done-marker each), so that many small files "
                                "do not each pay a task's scheduling cost; larger files are one shard each "
                                "(Common Crawl's 1 GB WARCs). 0: one shard per input file.")
+
+    @field_serializer("storage_options", when_used="json")
+    def _redacted(self, value: dict[str, Any]) -> dict[str, Any]:
+        # JSON is what leaves the process: Prefect stores a flow run's parameters (this config)
+        # on the server, where the UI shows them. Workers get the config pickled, secrets intact.
+        return redact_secrets(value)
 
     @field_validator("input", mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from winnow.shardio import StorageOptions, filesystem, is_local, join, storage_call
+from winnow.shardio import StorageOptions, filesystem, is_local, join, storage_call, write_bytes_atomic
 
 LOCK_NAME = ".winnow-lock.json"
 log = logging.getLogger("winnow")
@@ -79,6 +79,7 @@ class OutputLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._held = False
+        self.lost = False  # another run took the lock over while this one held it
 
     # -- what the lock file says
 
@@ -186,11 +187,13 @@ class OutputLock:
             try:
                 info = self.read()
                 if info is None or info.get("token") != self.token:
+                    self.lost = True
                     log.error("the output lock of %s was taken by another run", self.output)
                     return
                 info["heartbeat"] = _now()
-                fs, p = filesystem(self.path, self.so)
-                fs.pipe_file(p, json.dumps(info).encode())
+                # Whole or not at all (temp + rename locally): a reader never sees a half file,
+                # which would look like an unreadable, stale lock.
+                write_bytes_atomic(self.path, json.dumps(info).encode(), self.so)
             except Exception as exc:  # noqa: BLE001 - a missed heartbeat is retried; the run goes on
                 log.debug("lock heartbeat failed: %s", exc)
 
@@ -202,6 +205,9 @@ class OutputLock:
         with _held_guard:
             _held.discard(self)
         self._stop.set()
+        if self._thread is not None:
+            # A beat between its read and its write would put the lock back after removal.
+            self._thread.join(timeout=5)
         try:
             self._remove_if(self.token)
         except Exception as exc:  # noqa: BLE001 - a lock left behind is detected as stale later

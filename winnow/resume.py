@@ -23,7 +23,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from winnow.document import Document
-from winnow.shardio import ShardWriter, StorageOptions, filesystem, join, read_documents, write_bytes_atomic
+from winnow.shardio import (
+    ShardWriter,
+    StorageError,
+    StorageOptions,
+    filesystem,
+    join,
+    read_documents,
+    write_bytes_atomic,
+)
 from winnow.stats import StageStats
 
 DONE_DIR = "_done"
@@ -99,16 +107,21 @@ class Marker:
     def check(self, key: str, settings: Mapping[str, Any] | None = None, require_output: bool = True
               ) -> tuple[dict[str, Any] | None, Mismatch | None]:
         """(the record, None) when the output is done for ``key``; (None, why) when an earlier
-        run's output exists but does not match; (None, None) when there is nothing yet."""
+        run's output exists but does not match; (None, None) when there is nothing yet. A
+        marker that does not match is removed: call this only where the output is redone."""
         info = self.read()
         if info is None:
             return None, None
         if require_output:
             fs, out = filesystem(self.output, self.so)
             if not fs.exists(out):
+                self.clear()
                 return None, None  # marker without data (someone deleted the output): redo it
         if info.get("key") == key:
             return info, None
+        # The caller is about to rewrite the output: the old marker goes first, so a run killed
+        # midway never leaves it beside new data (a later run with the old settings would skip).
+        self.clear()
         old = info.get("settings")
         changed = settings_diff(old, dict(settings)) if isinstance(old, dict) and settings is not None else []
         return None, Mismatch(self.output, changed, inputs_changed=not changed)
@@ -160,7 +173,7 @@ def derive_shard(source: ShardRef, out: str, stage: str, settings: Mapping[str, 
         return ShardResult(ShardRef(out, key, int(done["rows"])), done["stats"], skipped=True)
     stats = StageStats()
     with ShardWriter(out, storage_options, rows_per_group=rows_per_group) as writer:
-        writer.write_all(make_docs(read_documents(source.path, StageStats(), storage_options), stats))
+        writer.write_all(make_docs(read_shard(source, storage_options), stats))
     serialised = {stage: stats.to_dict()}
     if retry_if and stats.errors.get(retry_if):
         marker.clear()
@@ -184,7 +197,22 @@ def group_by_rows(refs: Sequence[ShardRef], target_rows: int) -> list[list[int]]
     return groups
 
 
+def read_shard(ref: ShardRef, storage_options: StorageOptions = None) -> Iterator[Document]:
+    """The documents of one winnow shard, strictly: a read error or a short read (a truncated
+    file, S3 failing midway) raises, so the output derived from it is never written short and
+    marked done."""
+    stats = StageStats()
+    n = 0
+    for doc in read_documents(ref.path, stats, storage_options):
+        n += 1
+        yield doc
+    if stats.errors or n != ref.rows:
+        problem = ", ".join(f"{k} {v}" for k, v in stats.errors.items()) or "no read error"
+        raise StorageError(f"{ref.path}: read {n:,} of its {ref.rows:,} documents ({problem}); "
+                           "rerun to retry; a damaged shard is redone once it is removed")
+
+
 def iter_documents(refs: Iterable[ShardRef], storage_options: StorageOptions = None) -> Iterator[Document]:
     """The documents of several shards, in order (what a corpus stage reads)."""
     for ref in refs:
-        yield from read_documents(ref.path, StageStats(), storage_options)
+        yield from read_shard(ref, storage_options)

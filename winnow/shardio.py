@@ -198,6 +198,27 @@ def _skip_reason(path: str) -> str | None:
     return None
 
 
+def path_stamps(patterns: Sequence[str], storage_options: StorageOptions = None) -> list[list[str]]:
+    """[path, stamp] of every file that files, folders (recursive) or globs name, sorted; a
+    name that matches nothing is stamped "missing" (the stage's check says so before work).
+    Done-markers carry these, so an edited list or a retrained model is never passed off."""
+    files: list[list[str]] = []
+    for pattern in patterns:
+        fs, root = filesystem(pattern, storage_options)
+        if any(c in root for c in "*?["):
+            entries = fs.glob(root, detail=True)
+        elif fs.isdir(root):
+            entries = fs.find(root, detail=True)
+        else:
+            entries = {root: fs.info(root)} if fs.exists(root) else {}
+        if not entries:
+            files.append([pattern, "missing"])
+        for path, info in sorted(entries.items()):
+            if info.get("type") != "directory":
+                files.append([path, _stamp(info)])
+    return files
+
+
 def _stamp(info: dict[str, Any]) -> str:
     version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
     return f"{info.get('size', 0)}:{str(version).strip(chr(34))}"

@@ -28,9 +28,10 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from pydantic import Field
 
-from winnow.config import PipelineConfig, StrictModel, output_settings
+from winnow.config import PipelineConfig, StrictModel, output_settings, stamped_paths
 from winnow.document import Document
 from winnow.resume import ShardRef
+from winnow.shardio import path_stamps
 from winnow.stats import StageStats
 
 Kind = Literal["source", "document", "corpus"]
@@ -94,7 +95,14 @@ class Stage(Generic[C]):
         whose output also depends on files it reads adds their stamps (``env`` reaches them)."""
         out = output_settings(section)
         out.pop("enabled", None)
-        out.pop("write_rejected", None)  # rejected/ has markers of its own shard
+        out.pop("write_rejected", None)  # covered by the shard's own key (its rejected/ file)
+        named = stamped_paths(section)
+        if named and section.enabled:
+            so = env.storage_options if env is not None else None
+            try:
+                out["files"] = {name: path_stamps(paths, so) for name, paths in named.items()}
+            except (OSError, ValueError) as exc:  # the stage's check reports it, before work
+                out["files"] = {name: f"unreadable: {exc}" for name in named}
         return {"version": cls.version, **out}
 
     @classmethod

@@ -170,3 +170,12 @@ def test_two_runs_on_one_output_at_once(tmp_path, demo_config, cli_env, repo):
     assert "is in use by another winnow run (pid" in final and "Traceback" not in final
     assert output_of(str(out))["rows"] == json.loads((out / "summary.json").read_text())["rows"]
     assert not (out / ".winnow-lock.json").exists()
+
+
+def test_a_prefect_api_that_does_not_answer_is_one_line(tmp_path, repo):
+    from helpers.servers import free_port, prefect_env
+
+    env = prefect_env(tmp_path / "home", f"http://127.0.0.1:{free_port()}/api")  # nothing listens there
+    refused(cli("run", str(repo / "examples" / "demo.yaml"), "-o", str(tmp_path / "o"), env=env),
+            "(PREFECT_API_URL) does not answer", "unset PREFECT_API_URL")
+    assert not (tmp_path / "o" / "documents").exists()

@@ -182,3 +182,20 @@ def test_shards_are_batched_into_a_bounded_number_of_tasks(prefect_api, tmp_path
     curate_runs = [r for r in runs if r["name"].startswith("curate-shard") and
                    r["flow_run_id"] == runs[0]["flow_run_id"]]
     assert summary["shards"] == 12 and len(curate_runs) <= 3
+
+
+def test_storage_credentials_never_reach_the_prefect_server(prefect_api, tmp_path, demo_warcs):
+    import fsspec
+
+    # Local files take any extra option, so a credential-like one goes everywhere a real S3 key would.
+    secret = {"auto_mkdir": True, "secret": "s3cr3t-value", "client_kwargs": {"aws_session_token": "t0ken"}}
+    cfg = _cfg(tmp_path, demo_warcs, input=[str(demo_warcs / "govuk-BL-20140325121225068-00000.warc.gz")],
+               storage_options=secret)
+    run(cfg)
+    runs = httpx.post(f"{prefect_api}/flow_runs/filter", json={"sort": "START_TIME_DESC", "limit": 1}).json()
+    stored = runs[0]["parameters"]["config"]["storage_options"]
+    assert stored == {"auto_mkdir": True, "secret": "***", "client_kwargs": {"aws_session_token": "***"}}
+    assert "s3cr3t-value" not in json.dumps(runs[0]) and "t0ken" not in json.dumps(runs[0])
+    # The tasks worked with the real options (fsspec caches the instances they created).
+    live = [fs.storage_options for fs in fsspec.implementations.local.LocalFileSystem._cache.values()]
+    assert any(o.get("secret") == "s3cr3t-value" for o in live)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pyarrow.parquet as pq
+import pytest
+
 from winnow.document import Document
 from winnow.resume import Marker, ShardRef, derive_shard, settings_diff, work_key
-from winnow.shardio import ShardWriter, read_documents
+from winnow.shardio import ShardWriter, StorageError, read_documents
 
 
 def test_key_covers_inputs_and_settings_in_any_order():
@@ -27,10 +30,50 @@ def test_marker_check_says_why_an_output_is_redone(tmp_path):
     done, why = marker.check("k2", changed)
     assert done is None and why.changed_settings == ['stages.lid.keep ["en"] -> ["de"]']
     assert why.describe() == 'settings changed: stages.lid.keep ["en"] -> ["de"]'
+    # The mismatched marker is gone: a run killed while redoing the output cannot leave it
+    # beside the new data for a later run with the old settings to skip on.
+    assert marker.read() is None and marker.check("k1", settings) == (None, None)
+    marker.write("k1", {"rows": 3}, settings)
     done, why = marker.check("k3", settings)  # same settings, other key: the input changed
     assert why.inputs_changed and why.describe() == "input changed"
+    marker.write("k1", {"rows": 3}, settings)
     out.unlink()
     assert marker.check("k1", settings) == (None, None)  # a marker without its output is ignored
+    assert marker.read() is None
+
+
+def test_a_rewrite_killed_midway_is_never_skipped_under_the_old_settings(tmp_path, monkeypatch):
+    src = tmp_path / "documents" / "part-00000.parquet"
+    with ShardWriter(str(src)) as w:
+        w.write_all([Document(id=str(i), text=f"text {i}") for i in range(5)])
+    ref = ShardRef(str(src), "src-key", 5)
+    out = str(tmp_path / "derived" / "part-00000.parquet")
+    keep_from = lambda n: lambda docs, stats: (d for d in docs if int(d.id) >= n)  # noqa: E731
+    assert derive_shard(ref, out, "s", {"min": 0}, keep_from(0)).ref.rows == 5
+
+    def killed(*args, **kwargs):  # the rerun with other settings dies between output and marker
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Marker, "write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            derive_shard(ref, out, "s", {"min": 3}, keep_from(3))
+    assert pq.read_metadata(out).num_rows == 2
+    again = derive_shard(ref, out, "s", {"min": 0}, keep_from(0))
+    assert not again.skipped and again.ref.rows == 5
+
+
+def test_a_short_read_of_an_upstream_shard_is_an_error_not_a_short_output(tmp_path):
+    src = tmp_path / "documents" / "part-00000.parquet"
+    with ShardWriter(str(src)) as w:
+        w.write_all([Document(id=str(i), text=f"text {i}") for i in range(5)])
+    out = str(tmp_path / "derived" / "part-00000.parquet")
+    with pytest.raises(StorageError, match="read 5 of its 7 documents"):
+        derive_shard(ShardRef(str(src), "k", 7), out, "s", {}, lambda docs, stats: docs)
+    src.write_bytes(src.read_bytes()[:40])  # truncated
+    with pytest.raises(StorageError, match="read 0 of its 5 documents"):
+        derive_shard(ShardRef(str(src), "k", 5), out, "s", {}, lambda docs, stats: docs)
+    assert not (tmp_path / "derived" / "part-00000.parquet").exists()
 
 
 def test_settings_diff_names_nested_fields():

@@ -59,5 +59,9 @@ def test_bad_eval_sets_fail_before_work(tmp_path):
     with pytest.raises(StageError, match="no such file"):
         DecontamStage.check(DecontamConfig(enabled=True, eval_sets=[str(tmp_path / "none.jsonl")]), StageEnv())
     (tmp_path / "x.jsonl").write_text(json.dumps({"id": 1, "score": 2}) + "\n")
+    bad = DecontamConfig(enabled=True, eval_sets=[str(tmp_path / "x.jsonl")])
+    DecontamStage.check(bad, StageEnv(output=str(tmp_path / "out")))  # cheap: writes nothing
+    assert not (tmp_path / "out").exists()
+    # The index is built by prepare(), which the flow runs inside its lock before any shard.
     with pytest.raises(StageError, match="x.jsonl"):
-        DecontamStage.check(DecontamConfig(enabled=True, eval_sets=[str(tmp_path / "x.jsonl")]), StageEnv())
+        DecontamStage.prepare(bad, StageEnv(output=str(tmp_path / "out")))

@@ -157,3 +157,24 @@ def test_url_block_lists_drop_and_count(tmp_path):
                       url_filter={"blocked_domains_file": str(listing)})
     assert stats.dropped_docs["url_blocked_domain"] > 0
     assert all("gov.uk" not in d.url.split("/")[2] for d in docs)
+
+
+def test_an_edited_block_list_changes_the_done_marker_key(tmp_path):
+    """The key covers what a named file holds, not only its path: a list edited in place redoes the shards."""
+    import os
+
+    from winnow.stage import StageEnv, get
+    from winnow.tasks.ingest import IngestConfig
+
+    blocked = tmp_path / "domains.txt"
+    blocked.write_text("example.com\n")
+    cfg = IngestConfig.model_validate({"url_filter": {"blocked_domains_file": str(blocked)}})
+    stage = get("ingest")
+    before = stage.settings(cfg, StageEnv())
+    assert before == stage.settings(cfg, StageEnv())
+    blocked.write_text("example.com\nexample.org\n")
+    os.utime(blocked, (1, 2))
+    after = stage.settings(cfg, StageEnv())
+    assert after != before and after["files"]["url_filter.blocked_domains_file"][0][0] == str(blocked)
+    blocked.unlink()
+    assert stage.settings(cfg, StageEnv())["files"]["url_filter.blocked_domains_file"] == [[str(blocked), "missing"]]
