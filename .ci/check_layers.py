@@ -50,7 +50,9 @@ def imports_of(module: str, path: Path) -> list[tuple[int, str]]:
             else:
                 name = node.module or ""
             out.append((node.lineno, name))
-            out += [(node.lineno, f"{name}.{a.name}") for a in node.names if not node.module or node.level]
+            # `from winnow import flows` imports a package by name: record it as winnow.flows.
+            out += [(node.lineno, f"{name}.{a.name}") for a in node.names
+                    if not node.module or node.level or name == "winnow"]
     return out
 
 

@@ -364,8 +364,8 @@ def part_pack(args: argparse.Namespace) -> None:
     print(markdown_table(rows))
     print(f"\n{len(groups)} tasks of <= {cfg.documents_per_task:,} documents. A task's memory is its buffer's "
           f"token lists ({min(cfg.buffer_docs, cfg.documents_per_task):,} documents x {all_lengths.mean():,.0f} "
-          "tokens x ~36 B as Python ints) "
-          "plus their packed copy. Task times that grow with the worker count mean the cores were not free "
+          "tokens x 4 B as int32 arrays) "
+          "plus their packed copy and the Parquet writer's buffers. Task times that grow with the worker count mean the cores were not free "
           "(a shared machine): the speedup is only meaningful when they stay flat.")
     checks = {"within_0.05%": all((r["manifest"]["sequences"] - r["manifest"]["lower_bound_sequences"])
                                   <= 0.0005 * r["manifest"]["lower_bound_sequences"] for r in runs.values()),

@@ -17,12 +17,13 @@ from rich.console import Console
 from rich.table import Table
 
 from winnow.config import PipelineConfig
-from winnow.flows.runtime import Display, PrefectMapper, default_display, task_runner_for
+from winnow.flows.runtime import Display, PhaseFailed, PrefectMapper, default_display, task_runner_for
 from winnow.lock import OutputLock
 from winnow.report import write_report
 from winnow.resume import Mismatch, ShardRef
 from winnow.shardio import (
     Listing,
+    StorageError,
     check_writable,
     group_inputs,
     join,
@@ -32,7 +33,7 @@ from winnow.shardio import (
     shard_name,
     write_bytes_atomic,
 )
-from winnow.stage import CorpusContext, CorpusStage, StageEnv, get, overrides, registered
+from winnow.stage import CorpusContext, CorpusStage, StageEnv, StageError, get, overrides, registered
 from winnow.stats import StageStats, funnel_markdown, funnel_rows, merge_runs
 from winnow.tasks.pipeline import WinnowConfig, corpus_stages, source_stages
 from winnow.tasks.shard import (
@@ -201,20 +202,30 @@ def _finish(cfg: PipelineConfig, plan: RunPlan, mapper: PrefectMapper, outcomes:
     summaries: dict[str, Any] = {}
     final_dir = join(cfg.output, DOCUMENTS_DIR)
     read = sum(stats[s.name].docs_in for s in source_stages() if s.name in stats)
+    stopped: Exception | None = None
     if not failures and read:
         ctx = CorpusContext(cfg.output, dict(so), mapper, cfg.rows_per_row_group, note)
         for stage in corpus_stages():
             if not stage.is_enabled(cfg):
                 continue
             assert issubclass(stage, CorpusStage)
-            result = stage.run(stage.config_of(cfg), ctx, refs)
+            try:
+                result = stage.run(stage.config_of(cfg), ctx, refs)
+            except (PhaseFailed, StageError, StorageError, OSError) as exc:
+                # Finished units keep their markers; the summary below still tells what was done.
+                stopped = exc
+                break
             stats.update(result.stats)
+            if result.incomplete:
+                stopped = ShardFailures(result.incomplete)
             if result.summary_key:
                 summaries[result.summary_key] = result.summary
             if result.final_output:
                 final_dir = result.final_output
             if result.outputs is not None:
                 refs = result.outputs
+            if stopped is not None:
+                break
     summary = {
         "output": join(cfg.output, DOCUMENTS_DIR),
         "final_output": final_dir,
@@ -232,6 +243,8 @@ def _finish(cfg: PipelineConfig, plan: RunPlan, mapper: PrefectMapper, outcomes:
         "stages": {name: s.to_dict() for name, s in stats.items()},
     }
     _write_summary(cfg, summary, stats, failures)
+    if stopped is not None:
+        return summary, stats, stopped
     if failures:
         return summary, stats, ShardFailures(
             f"{len(failures)} of {len(jobs)} shard(s) failed; the rest are written. "

@@ -317,12 +317,18 @@ def _index_parts(index: list[str], band: int, part: int, ranges: int, so: dict[s
         fs, folder = filesystem(join(path, "bands", f"band={band:02d}"), so)
         for f in sorted(fs.glob(posixpath.join(folder, "group=*.parquet"))):
             with fs.open(f, "rb") as fh:
-                t = pq.read_table(fh)
-            keys = t.column("key").to_numpy()
-            sel = keys % np.uint64(ranges) == part
-            old = t.column("doc").to_numpy()[sel] & np.uint64((1 << 56) - 1)
-            tables.append(pa.table({"key": keys[sel], "doc": (np.uint64(k) << np.uint64(56)) | old},
-                                   schema=KEY_SCHEMA))
+                pf = pq.ParquetFile(fh)
+                # Row group r holds the keys with key % R == r: with the same R only this task's
+                # row group is read; otherwise one row group at a time, filtered. Either way the
+                # task holds its own range, never the earlier corpus.
+                groups = [part] if pf.num_row_groups == ranges else range(pf.num_row_groups)
+                for g in groups:
+                    t = pf.read_row_group(g)
+                    keys = t.column("key").to_numpy()
+                    sel = keys % np.uint64(ranges) == part
+                    old = t.column("doc").to_numpy()[sel] & np.uint64((1 << 56) - 1)
+                    tables.append(pa.table({"key": keys[sel], "doc": (np.uint64(k) << np.uint64(56)) | old},
+                                           schema=KEY_SCHEMA))
     return tables
 
 

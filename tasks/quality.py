@@ -3,7 +3,6 @@ optional fastText quality classifier. ``filter`` mode drops, ``annotate`` mode r
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -14,7 +13,6 @@ from winnow.filters.lid import ModelError
 from winnow.filters.multilingual import LanguageSettingsError, settings_for
 from winnow.filters.quality import RULESETS, apply_rules, build_rulesets
 from winnow.filters.quality_classifier import QualityClassifier
-from winnow.filters.words import CachedSpacyTokenizer
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -69,12 +67,6 @@ class QualityConfig(DocumentStageConfig):
         return v
 
 
-@lru_cache(maxsize=4)
-def _tokenizer(language: str) -> CachedSpacyTokenizer:
-    # One per process and language: the chunk cache is what makes it fast.
-    return CachedSpacyTokenizer(language)
-
-
 @register
 class QualityStage(DocumentStage[QualityConfig]):
     """Heuristic rule sets and the optional classifier, per document."""
@@ -110,12 +102,10 @@ class QualityStage(DocumentStage[QualityConfig]):
         """The rule sets for a LID label, built once per stage instance and language."""
         built = self._by_language.get(label)
         if built is None:
-            if self.cfg.per_language:
-                s = settings_for(label)
-                rules = [r for r in s.rules if r in self.cfg.rules]
-                built = build_rulesets(rules, s.quality_params(self.cfg.params), s.tokenizer())
-            else:
-                built = build_rulesets(list(self.cfg.rules), self.cfg.params, _tokenizer(self.cfg.language))
+            # per_language off: every document gets quality.language's settings (this, once).
+            s = settings_for(label)
+            rules = [r for r in s.rules if r in self.cfg.rules]
+            built = build_rulesets(rules, s.quality_params(self.cfg.params), s.tokenizer())
             self._by_language[label] = built
         return built
 
@@ -132,6 +122,10 @@ class QualityStage(DocumentStage[QualityConfig]):
             except (LanguageSettingsError, ValueError) as exc:
                 # A language whose tokenizer cannot load here: counted, never a failed shard.
                 self.stats.error("language_settings_unavailable", f"quality settings for {label!r}: {exc}")
+                if not self.filtering:  # annotate mode keeps every document it can say something about
+                    doc.annotate(self.name, "failed", ["no_language_settings"])
+                    self.stats.counters["would_drop:no_language_settings"] += 1
+                    return None
                 return "no_language_settings"
         text, failed = apply_rules(rulesets, doc.text, stop_at_first=self.filtering)
         doc.text = text  # C4 removes lines (javascript notices, policy lines) as datatrove's does

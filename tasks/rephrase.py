@@ -15,6 +15,7 @@ import json
 import os
 import posixpath
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -338,14 +339,40 @@ def rephrase_documents(docs: Iterable[Document], cfg: RephraseConfig, backend: B
 
 
 def build_backend(cfg: RephraseConfig) -> Backend:
-    """The generation backend a config names."""
+    """The generation backend a config names. An in-process model is loaded once per process
+    and shared by its shards (one at a time): loading it per shard would cost minutes each,
+    and several vLLM engines in one process would not fit on one GPU."""
     if cfg.backend == "openai":
         return OpenAIBackend(cfg.base_url or "", cfg.model or "", os.environ.get(cfg.api_key_env), cfg.concurrency,
                              cfg.timeout_s, cfg.max_retries, max_tokens=cfg.max_new_tokens,
                              temperature=cfg.temperature, seed=cfg.seed)
-    if cfg.backend == "transformers":
-        return TransformersBackend(cfg.model or "", cfg.batch_size, cfg.max_new_tokens, cfg.temperature, cfg.seed)
-    return VLLMBackend(cfg.model or "", cfg.max_new_tokens, cfg.temperature, cfg.seed)
+    key = cfg.model_dump_json()
+    with _local_lock:
+        backend = _local_backends.get(key)
+        if backend is None:
+            model: Backend = (TransformersBackend(cfg.model or "", cfg.batch_size, cfg.max_new_tokens,
+                                                  cfg.temperature, cfg.seed) if cfg.backend == "transformers"
+                              else VLLMBackend(cfg.model or "", cfg.max_new_tokens, cfg.temperature, cfg.seed))
+            backend = _local_backends[key] = _OneAtATime(model)
+    return backend
+
+
+class _OneAtATime:
+    """A shared in-process backend that serves one shard's prompts at a time (threads runner)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.model_name = backend.model_name
+        self._lock = threading.Lock()
+
+    def generate(self, prompts: list[str],
+                 on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
+        with self._lock:
+            return self._backend.generate(prompts, on_result)
+
+
+_local_backends: dict[str, _OneAtATime] = {}
+_local_lock = threading.Lock()
 
 
 def rephrase_unit(source: ShardRef, out: str, checkpoint: str, cfg: RephraseConfig,
@@ -367,6 +394,10 @@ def rephrase_unit(source: ShardRef, out: str, checkpoint: str, cfg: RephraseConf
 
     return derive_shard(source, out, STAGE, RephraseStage.settings(cfg), make_docs, storage_options,
                         rows_per_group, retry_if="rephrase_request_failed")
+
+
+def _errors(stats: StageStats) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items())) or "no detail"
 
 
 @register
@@ -396,11 +427,13 @@ class RephraseStage(CorpusStage[RephraseConfig]):
         for r in results:
             stats.merge(StageStats.from_dict(r.stats[STAGE]))
         pending = sum(1 for r in results if r.ref is None)
-        if pending:
-            ctx.log(f"rephrase: {pending} shard(s) had failed requests and will be retried by the next run")
-        refs = [r.ref if r.ref is not None else ShardRef(o, "", 0) for r, o in zip(results, outs, strict=True)]
+        incomplete = (f"rephrase: {pending} of {len(results)} shard(s) had failed requests ({_errors(stats)}); "
+                      "the rest is written. Rerun the same command to retry only the failed requests "
+                      "(the stages after rephrase wait for them)") if pending else None
+        refs = [r.ref for r in results if r.ref is not None]
         return CorpusResult(refs, {STAGE: stats}, {"rows": stats.docs_out, "pending_shards": pending},
-                            summary_key="rephrase", final_output=join(ctx.output, REPHRASED_DIR))
+                            summary_key="rephrase", final_output=join(ctx.output, REPHRASED_DIR),
+                            incomplete=incomplete)
 
     @classmethod
     def report_section(cls, stats: StageStats | None, summary: Mapping[str, Any]) -> str | None:

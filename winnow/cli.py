@@ -255,8 +255,8 @@ def run(
         help="Run only these stages, comma-separated (`winnow stages` lists them; e.g. --stages dedup on "
              "Parquet input).")] = None,
     storage_options: Annotated[str | None, typer.Option(
-        help="JSON fsspec options for the paths of the run (replaces the config's), and for reading an "
-             "s3:// config.")] = None,
+        help="JSON fsspec options for the paths of the run, merged into the config's storage_options "
+             "(keys given here win, nested dicts merged), and for reading an s3:// config.")] = None,
 ) -> None:
     """Run the curation flow described by CONFIG.
 
@@ -383,21 +383,38 @@ def _prefect_file_for(prefect_file: Path | None, config: str | None, cron: str |
         missing = sorted(set(names) - {d.get("name") for d in deployments})
         if missing:
             fail(f"no deployment named {missing} in {source}; there are: {[d.get('name') for d in deployments]}")
+    # Relative paths in a user's file are relative to that file; the bundled ones to where you deploy.
+    base = source.parent.resolve() if prefect_file else Path.cwd()
+
+    def absolute(v: str) -> str:
+        return v if "://" in v or os.path.isabs(v) else str(base / v)
+
+    # With your config, the bundled single-stage deployments read and write beside its output
+    # (their demo-output/... defaults would point at the deploying folder).
+    output = _load(config, {}, None).output if config and not prefect_file else None
     for d in deployments:
         params = d.setdefault("parameters", {})
         if config:
             params["config_path"] = config if "://" in config else str(Path(config).resolve())
+            if output is not None and d.get("name") in ("dedup", "pack"):
+                upstream = "documents" if d["name"] == "dedup" else "deduped"
+                params["input"] = [f"{output.rstrip('/')}/{upstream}"]
+                params["output"] = f"{output.rstrip('/')}-{'dedup' if d['name'] == 'dedup' else 'packed'}"
         elif not prefect_file:
             params["config_path"] = str(Path(str(files("winnow.examples").joinpath("demo.yaml"))))
             # The bundled demo writes beside the deploying directory, not inside the package.
             params.setdefault("output", str(Path.cwd() / "demo-output"))
+        elif isinstance(params.get("config_path"), str):
+            params["config_path"] = absolute(params["config_path"])
         for key in ("input", "output"):
             value = params.get(key)
-            if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
-                params[key] = str(Path(value).resolve())
+            if isinstance(value, str):
+                params[key] = absolute(value)
             elif isinstance(value, list):
-                params[key] = [v if "://" in v or os.path.isabs(v) else str(Path(v).resolve()) for v in value]
-        if cron:
+                params[key] = [absolute(v) for v in value]
+        # One schedule per output folder: without --name only `curate` gets the cron (the others
+        # would run at the same minute on the same output and be refused by its lock).
+        if cron and (d.get("name") in names if names else d.get("name") == "curate"):
             d["schedules"] = [{"cron": cron, "timezone": "UTC", "active": True}]
         d.setdefault("work_pool", {})["name"] = pool
     tmp = Path(tempfile.mkdtemp(prefix="winnow-deploy-")) / "prefect.yaml"
@@ -413,7 +430,8 @@ def deploy(
     name: Annotated[list[str] | None, typer.Option(
         "--name", "-n", help="Only these deployments (e.g. curate); repeatable. Default: all.")] = None,
     cron: Annotated[str | None, typer.Option(
-        help="Schedule the deployments with this cron expression (UTC), active, e.g. '0 3 * * *'.")] = None,
+        help="Schedule with this cron expression (UTC), active, e.g. '0 3 * * *': the --name deployments, "
+             "or `curate` alone without --name.")] = None,
     pool: Annotated[str, typer.Option(help="Process work pool the deployments use; created when missing.")] = "winnow",
     prefect_file: Annotated[Path | None, typer.Option(
         help="Deployment definitions (default: the bundled deploy/prefect.yaml).")] = None,

@@ -300,14 +300,9 @@ def _read_edges(paths: Sequence[str], dest: int, n_dest: int, so: dict[str, Any]
     return node, nbr
 
 
-def _sort_pairs(node: np.ndarray, nbr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted by (node, nbr) with duplicates removed."""
-    return _sort_owned([node, nbr])
-
-
 def _sort_owned(pair: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_sort_pairs` on arrays nobody else holds (taken out of ``pair``), so each input
-    is freed as soon as its sorted copy exists: about 40 bytes per edge at the peak. Two
+    """(node, nbr) pairs sorted with duplicates removed, from arrays nobody else holds (taken
+    out of ``pair``), so each input is freed as soon as its sorted copy exists: about 40 bytes per edge at the peak. Two
     argsorts (the second stable) give np.lexsort's order at about half its cost."""
     nbr, node = pair.pop(), pair.pop()
     if len(node) == 0:

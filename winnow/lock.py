@@ -137,7 +137,10 @@ class OutputLock:
         except FileExistsError:
             return False
         except OSError as exc:
-            if "PreconditionFailed" in str(exc) or "412" in str(exc):
+            text = str(exc)
+            # s3fs words a 412 differently depending on the store's reply (no error code at all,
+            # only "At least one of the pre-conditions you specified did not hold").
+            if "PreconditionFailed" in text or "412" in text or "pre-condition" in text.lower():
                 return False
             raise
 

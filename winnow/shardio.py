@@ -1,9 +1,10 @@
 """The one IO layer: listing inputs, reading documents, writing shards atomically.
 
 Every path goes through fsspec, so local paths and ``s3://bucket/key`` work the same way.
-Writes are atomic: data goes to a hidden temp file beside the final one and is renamed into
-place (on object stores the copy appears whole). Whether a shard is finished, and with which
-settings, is the business of :mod:`winnow.resume`.
+Writes are atomic: locally, data goes to a hidden temp file beside the final one and is
+renamed into place; on object stores the final key is written in place, which S3 makes
+visible only once the upload completes (a failed one is aborted, never completed). Whether a
+shard is finished, and with which settings, is the business of :mod:`winnow.resume`.
 """
 
 from __future__ import annotations
@@ -253,6 +254,10 @@ def list_inputs(patterns: Iterable[str], storage_options: StorageOptions = None)
                 continue
             full = prefix + path if prefix and not path.startswith(prefix) else path
             why = _skip_reason(path)
+            base = root.rstrip("/") + "/"
+            if not why and path.startswith(base) and any(
+                    part.startswith((".", "_")) for part in path[len(base):].split("/")[:-1]):
+                why = "in a hidden or metadata folder"  # _done/, .git/, _decontam/ under a folder input
             if why:
                 skipped.append((full, why))
                 continue

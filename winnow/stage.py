@@ -275,6 +275,9 @@ class CorpusResult:
     summary: dict[str, Any] | None = None
     summary_key: str | None = None
     final_output: str | None = None  # the folder this stage's output is in
+    # Work left undone that a rerun retries (e.g. rephrase requests that failed): the run
+    # stops after this stage, writes its summary and exits 1 with this line.
+    incomplete: str | None = None
 
 
 class CorpusStage(Stage[C]):

@@ -148,6 +148,23 @@ def test_rephrase_in_the_flow_against_a_local_server(prefect_api, tmp_path, demo
     assert summary["packed"]["documents"] == len(table) == again["packed"]["documents"]
 
 
+def test_failed_rephrase_requests_fail_the_run_and_hold_back_the_later_stages(prefect_api, tmp_path, demo_warcs):
+    from helpers.servers import free_port
+
+    from winnow.flows.curate import ShardFailures
+
+    cfg = _cfg(tmp_path, demo_warcs, input=[str(demo_warcs / "govuk-BL-20140325121225068-00000.warc.gz")],
+               rephrase={"enabled": True, "base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "m",
+                         "styles": ["medium"], "max_retries": 0, "timeout_s": 2},
+               pack={"enabled": True, "seq_len": 1024})
+    with pytest.raises(ShardFailures, match=r"rephrase: 1 of 1 shard\(s\) had failed requests"):
+        run(cfg)
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())  # written either way
+    assert summary["rephrase"]["pending_shards"] == 1 and summary["packed"] is None
+    assert not (out / "packed").exists()  # pack waits for the retried requests
+
+
 def test_derived_outputs_follow_the_key_of_their_input_shard(prefect_api, tmp_path, demo_warcs):
     """Keys are content addresses (inputs + settings): a shard redone from the same input with the
     same settings gets the same key, so its derived outputs stay valid; a changed shard changes

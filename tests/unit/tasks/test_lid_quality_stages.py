@@ -196,3 +196,12 @@ def test_train_quality_cli_reports_size(tmp_path, prose_windows, repo):
     assert "precision" in proc.stderr and "bad_json_line" in proc.stderr and "MB, quantized" in proc.stderr
     assert (tmp_path / "m.ftz").stat().st_size < 3e6
     assert "F1 1.000" in proc.stderr or float(proc.stderr.split("F1 ")[1].split()[0]) > 0.85
+
+
+def test_per_language_off_gives_every_document_quality_language_settings():
+    from winnow.stage import StageEnv
+
+    stage = QualityStage(QualityConfig(language="de", per_language=False), StageEnv())
+    gopher = dict(stage.rulesets)["gopher_quality"]
+    # German's own stop words (FineWeb-2), never English ones, for every document.
+    assert "der" in gopher.stop_words and "the" not in gopher.stop_words
