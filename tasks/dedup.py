@@ -86,13 +86,13 @@ class DedupConfig(StageConfig):
                             "memory stays the same however large the corpus.")
     partition_docs: int = Field(
         20_000_000, ge=1000, description="auto partitions: documents per key range of a band (16 bytes each, "
-                                         "about 3x that while sorting).")
+                                         "about 4x that while sorting).")
     group_docs: int = Field(
         2_000_000, ge=1, description="Signature tasks take consecutive shards of about this many documents and "
                                      "write one band-key file per band for them.")
     cc_part_edges: int = Field(
         10_000_000, ge=1000, description="Connected components run over partitions of about this many edges "
-                                         "(about 32 bytes each in a task).")
+                                         "(about 56 bytes each in a task).")
     single_task_below: int = Field(
         200_000, ge=0, description="Corpora with fewer documents run signatures to clusters in one task "
                                    "(seconds of work, which the staged map over shards and bands would "

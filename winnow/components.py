@@ -452,6 +452,15 @@ def shard_groups(n_shards: int, shards_per_group: int) -> list[range]:
     return [range(s, min(n_shards, s + per)) for s in range(0, n_shards, per)] or [range(0)]
 
 
+def _done_partial(work: str, name: str, so: dict[str, Any] | None) -> PartialSummary | None:
+    """The result a finished assign/split task recorded, marked as skipped; None if not done."""
+    done = _read_marker(work, name, so)
+    if done is None:
+        return None
+    found = PartialSummary.from_dict(done)
+    return replace(found, stats=replace(found.stats, skipped=True) if found.stats else None)
+
+
 def assign_task(part: int, work: str, n_parts: int, final_round: int, n_shards: int, shards_per_group: int,
                 input_sizes: list[int] | None = None,
                 storage_options: dict[str, Any] | None = None) -> PartialSummary:
@@ -461,10 +470,8 @@ def assign_task(part: int, work: str, n_parts: int, final_round: int, n_shards: 
     to its shard group."""
     so = storage_options
     name = f"assign-{part:04d}"
-    done = _read_marker(work, name, so)
-    if done is not None:
-        found = PartialSummary.from_dict(done)
-        return replace(found, stats=replace(found.stats, skipped=True) if found.stats else None)
+    if (found := _done_partial(work, name, so)) is not None:
+        return found
     t0 = time.perf_counter()
     groups = shard_groups(n_shards, shards_per_group)
     node, nbr = _read_edges(_inputs(work, final_round + 1, n_parts), part, n_parts, so, input_sizes)
@@ -505,10 +512,8 @@ def split_task(group: int, work: str, n_parts: int, n_shards: int, shards_per_gr
     duplicate), as ``tasks.dedup.filter_shard`` reads them."""
     so = storage_options
     name = f"split-{group:04d}"
-    done = _read_marker(work, name, so)
-    if done is not None:
-        found = PartialSummary.from_dict(done)
-        return replace(found, stats=replace(found.stats, skipped=True) if found.stats else None)
+    if (found := _done_partial(work, name, so)) is not None:
+        return found
     t0 = time.perf_counter()
     groups = shard_groups(n_shards, shards_per_group)
     cols = read_partition([assign_path(work, p) for p in range(n_parts)], group, len(groups), MEMBER_SCHEMA, so,
