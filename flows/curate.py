@@ -122,7 +122,7 @@ def run_pipeline(cfg: PipelineConfig, plan: RunPlan | None = None, checked: bool
         logger.info(message)
         display.note(message)
 
-    with OutputLock(cfg.output, so, note=f"{len(plan.jobs)} shards"):
+    with OutputLock(cfg.output, so, note=f"{len(plan.jobs)} shards") as lock:
         stale = remove_stale_temp_files(cfg.output, so)
         if stale:
             note(f"removed {stale} temp file(s) left by an interrupted earlier run")
@@ -135,6 +135,11 @@ def run_pipeline(cfg: PipelineConfig, plan: RunPlan | None = None, checked: bool
                 mapper.run_one(prepare_stages, {"checks": checks, "env": _env(cfg)}, name="prepare")
             outcomes = _curate_shards(plan, mapper, display)
             summary, stats, problem = _finish(cfg, plan, mapper, outcomes, note)
+    if lock.lost and problem is None:
+        # Its heartbeat found another run's token: that run judged this one dead and wrote too.
+        problem = ShardFailures(f"another winnow run took over the lock of {cfg.output} while this one was "
+                                "running (a heartbeat was missed for too long): the two may have written the "
+                                "same shards. Rerun the same command once no other run uses the folder.")
     # After the progress display has stopped, so the table is not drawn into the bars.
     if display.show_summary:
         print_summary(summary, stats, display.console)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
+import httpx
 from pydantic import Field, model_validator
 
 from winnow.config import runtime_field
@@ -414,6 +415,21 @@ class RephraseStage(CorpusStage[RephraseConfig]):
             templates(section)
         except ValueError as exc:
             raise StageError(str(exc)) from None
+        if section.backend == "openai":
+            # The server must answer now, not hours later after curate and dedup. Any HTTP reply
+            # will do (not every OpenAI-compatible server has /models).
+            url = f"{(section.base_url or '').rstrip('/')}/models"
+            key = os.environ.get(section.api_key_env)
+            try:
+                httpx.get(url, timeout=10, headers={"Authorization": f"Bearer {key}"} if key else None)
+            except httpx.HTTPError as exc:
+                raise StageError(f"rephrase.base_url {section.base_url} does not answer ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); start the server first") from None
+        elif (section.model or "").startswith(("/", "./", "../", "~")) and \
+                not os.path.exists(os.path.expanduser(section.model or "")):
+            # A path that is not there (a hub id such as org/name is left to the model's cache).
+            raise StageError(f"rephrase.model: {section.model} does not exist (a local model folder is needed: "
+                             "nothing is downloaded at run time)")
 
     @classmethod
     def run(cls, section: RephraseConfig, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:

@@ -149,16 +149,25 @@ def test_rephrase_in_the_flow_against_a_local_server(prefect_api, tmp_path, demo
 
 
 def test_failed_rephrase_requests_fail_the_run_and_hold_back_the_later_stages(prefect_api, tmp_path, demo_warcs):
+    from helpers.openai_server import FakeLLM
     from helpers.servers import free_port
 
     from winnow.flows.curate import ShardFailures
+    from winnow.stage import StageError
 
-    cfg = _cfg(tmp_path, demo_warcs, input=[str(demo_warcs / "govuk-BL-20140325121225068-00000.warc.gz")],
-               rephrase={"enabled": True, "base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "m",
-                         "styles": ["medium"], "max_retries": 0, "timeout_s": 2},
-               pack={"enabled": True, "seq_len": 1024})
-    with pytest.raises(ShardFailures, match=r"rephrase: 1 of 1 shard\(s\) had failed requests"):
-        run(cfg)
+    shard = [str(demo_warcs / "govuk-BL-20140325121225068-00000.warc.gz")]
+    down = _cfg(tmp_path, demo_warcs, input=shard,
+                rephrase={"enabled": True, "base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "m"})
+    with pytest.raises(StageError, match="does not answer"):  # a server that is not there: before work
+        run(down)
+    assert not (tmp_path / "out" / "documents").exists()
+    with FakeLLM(faults=True) as llm:  # 429/500/slow/malformed answers, and no retries
+        cfg = _cfg(tmp_path, demo_warcs, input=shard,
+                   rephrase={"enabled": True, "base_url": llm.base_url, "model": "m", "styles": ["medium"],
+                             "max_retries": 0, "timeout_s": 1},
+                   pack={"enabled": True, "seq_len": 1024})
+        with pytest.raises(ShardFailures, match=r"rephrase: 1 of 1 shard\(s\) had failed requests"):
+            run(cfg)
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text())  # written either way
     assert summary["rephrase"]["pending_shards"] == 1 and summary["packed"] is None

@@ -64,3 +64,27 @@ def test_s3_lock_is_exclusive(s3_server):
             OutputLock(out, s3_server).acquire()
     with OutputLock(out, s3_server):
         pass
+
+
+def test_a_lock_taken_over_by_another_run_is_noticed_and_release_leaves_it(tmp_path):
+    out = tmp_path / "out"
+    lock = OutputLock(str(out), heartbeat_s=0.05).acquire()
+    path = out / LOCK_NAME
+    theirs = {**json.loads(path.read_text()), "token": "another-run", "pid": os.getpid()}
+    path.write_text(json.dumps(theirs))  # what a run that judged this one dead would write
+    deadline = time.monotonic() + 5
+    while not lock.lost and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lock.lost
+    lock.release()
+    assert json.loads(path.read_text())["token"] == "another-run"  # the newer holder's lock stays
+
+
+def test_release_waits_for_the_heartbeat_so_the_lock_never_comes_back(tmp_path):
+    out = tmp_path / "out"
+    for _ in range(20):
+        lock = OutputLock(str(out), heartbeat_s=0.001).acquire()
+        time.sleep(0.01)
+        lock.release()
+        time.sleep(0.01)
+        assert not (out / LOCK_NAME).exists()
