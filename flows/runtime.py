@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from winnow.config import ConfigError, RunnerConfig
+from winnow.shardio import error_line
 
 R = TypeVar("R")
 log = logging.getLogger("winnow")
@@ -259,9 +260,9 @@ def check_api(url: str, timeout_s: float = 10.0) -> None:
     try:
         httpx.get(f"{url.rstrip('/')}/health", timeout=timeout_s).raise_for_status()
     except httpx.HTTPError as exc:
-        raise ConfigError(f"the Prefect API at {url} (PREFECT_API_URL) does not answer: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}; start the server, fix the URL, or "
-                          "unset PREFECT_API_URL to let winnow start a temporary one") from None
+        raise ConfigError(f"the Prefect API at {url} (PREFECT_API_URL) does not answer: {error_line(exc)}; "
+                          "start the server, fix the URL, or unset PREFECT_API_URL to let winnow start a "
+                          "temporary one") from None
 
 
 def ensure_api(runner: RunnerConfig) -> TemporaryServer | None:

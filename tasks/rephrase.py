@@ -29,7 +29,7 @@ from winnow.document import Document
 from winnow.rephrase_backends import Backend, Generation, OpenAIBackend, TransformersBackend, VLLMBackend
 from winnow.report import bar_chart, section
 from winnow.resume import ShardRef, ShardResult, derive_shard
-from winnow.shardio import filesystem, join, shard_name, write_bytes_atomic
+from winnow.shardio import error_line, filesystem, join, shard_name, write_bytes_atomic
 from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
 from winnow.tokenizer import load_tokenizer
@@ -423,8 +423,8 @@ class RephraseStage(CorpusStage[RephraseConfig]):
             try:
                 httpx.get(url, timeout=10, headers={"Authorization": f"Bearer {key}"} if key else None)
             except httpx.HTTPError as exc:
-                raise StageError(f"rephrase.base_url {section.base_url} does not answer ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); start the server first") from None
+                raise StageError(f"rephrase.base_url {section.base_url} does not answer ({error_line(exc)}); "
+                                 "start the server first") from None
         elif (section.model or "").startswith(("/", "./", "../", "~")) and \
                 not os.path.exists(os.path.expanduser(section.model or "")):
             # A path that is not there (a hub id such as org/name is left to the model's cache).

@@ -338,6 +338,21 @@ def _edges(node: np.ndarray, nbr: np.ndarray, n_parts: int) -> Source:
 
 # ------------------------------------------------------------------------------- phases
 
+def _done_round(work: str, name: str, so: dict[str, Any] | None) -> RoundStats | None:
+    """The stats a finished round task recorded, marked as skipped; None if not done."""
+    done = _read_marker(work, name, so)
+    return None if done is None else replace(RoundStats.from_dict(done), skipped=True)
+
+
+def _done_partial(work: str, name: str, so: dict[str, Any] | None) -> PartialSummary | None:
+    """The result a finished assign/split task recorded, marked as skipped; None if not done."""
+    done = _read_marker(work, name, so)
+    if done is None:
+        return None
+    found = PartialSummary.from_dict(done)
+    return replace(found, stats=replace(found.stats, skipped=True) if found.stats else None)
+
+
 def partition_edges(edge_files: Sequence[str], producer: int, work: str, n_parts: int,
                     storage_options: dict[str, Any] | None = None) -> RoundStats:
     """Map step: (doc, root) edges of some component files -> labelled edges in both
@@ -347,9 +362,8 @@ def partition_edges(edge_files: Sequence[str], producer: int, work: str, n_parts
     per producer, and across producers by round 0."""
     so = storage_options
     name = f"partition-{producer:04d}"
-    done = _read_marker(work, name, so)
-    if done is not None:
-        return replace(RoundStats.from_dict(done), skipped=True)
+    if (finished := _done_round(work, name, so)) is not None:
+        return finished
     t0 = time.perf_counter()
     los, his = [], []
     rows = loops = 0
@@ -394,9 +408,8 @@ def large_star_task(round: int, part: int, work: str, n_parts: int, n_inputs: in
     the small-star round needs it (keyed by the larger end)."""
     so = storage_options
     name = f"round={round:03d}-large-{part:04d}"
-    done = _read_marker(work, name, so)
-    if done is not None:
-        return replace(RoundStats.from_dict(done), skipped=True)
+    if (finished := _done_round(work, name, so)) is not None:
+        return finished
     t0 = time.perf_counter()
     node, nbr = _read_edges(_inputs(work, round, n_inputs), part, n_parts, so, input_sizes)
     starts = _group_starts(node)
@@ -422,9 +435,8 @@ def small_star_task(round: int, part: int, work: str, n_parts: int, n_inputs: in
     ways (large-star needs whole neighbourhoods)."""
     so = storage_options
     name = f"round={round:03d}-small-{part:04d}"
-    done = _read_marker(work, name, so)
-    if done is not None:
-        return replace(RoundStats.from_dict(done), skipped=True)
+    if (finished := _done_round(work, name, so)) is not None:
+        return finished
     t0 = time.perf_counter()
     node, nbr = _read_edges(_inputs(work, round, n_inputs), part, n_parts, so, input_sizes)
     wrong_way = nbr >= node  # large-star only sends (larger, smaller)
@@ -450,15 +462,6 @@ def shard_groups(n_shards: int, shards_per_group: int) -> list[range]:
     """Consecutive shard ranges of ``shards_per_group``, one per split task (at least one)."""
     per = max(1, shards_per_group)
     return [range(s, min(n_shards, s + per)) for s in range(0, n_shards, per)] or [range(0)]
-
-
-def _done_partial(work: str, name: str, so: dict[str, Any] | None) -> PartialSummary | None:
-    """The result a finished assign/split task recorded, marked as skipped; None if not done."""
-    done = _read_marker(work, name, so)
-    if done is None:
-        return None
-    found = PartialSummary.from_dict(done)
-    return replace(found, stats=replace(found.stats, skipped=True) if found.stats else None)
 
 
 def assign_task(part: int, work: str, n_parts: int, final_round: int, n_shards: int, shards_per_group: int,

@@ -75,6 +75,12 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base.rstrip("/"), *parts) if "://" in base else os.path.join(base, *parts)
 
 
+def error_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: an exception in the one line a user is shown."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def describe_storage_error(exc: BaseException, url: str) -> str | None:
     """One line for the storage failures people hit (credentials, endpoint, bucket), or None
     when ``exc`` is not one of them."""
@@ -108,7 +114,7 @@ def storage_call(url: str, what: str, fn: Callable[[], Any]) -> Any:
         if message is None:
             if isinstance(exc, FileNotFoundError):
                 raise
-            message = f"{url}: cannot {what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            message = f"{url}: cannot {what}: {error_line(exc)}"
         raise StorageError(message) from None
 
 
