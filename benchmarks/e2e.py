@@ -48,7 +48,7 @@ def build_input(dest: Path, target_mb: float) -> tuple[list[Path], int]:
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
-    from winnow.extract import decode_html
+    from winnow.charset import decode_html
     from winnow.shardio import open_binary
     from winnow.stats import StageStats
     from winnow.warc import iter_http_responses

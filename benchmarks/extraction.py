@@ -21,7 +21,8 @@ from collections import Counter
 
 from _common import machine, markdown_table, pin_to_one_core, shared_data
 
-from winnow.extract import EXTRACTORS, decode_html
+from winnow.charset import decode_html
+from winnow.extract import EXTRACTORS
 
 _TOKEN = re.compile(r"\w+")
 

@@ -34,7 +34,8 @@ from urllib.parse import urljoin
 
 from _common import machine, markdown_table, pin_to_one_core, shared_data
 
-from winnow.extract import decode_html, get_extractor
+from winnow.charset import decode_html
+from winnow.extract import get_extractor
 from winnow.filters.lid import FastTextLID
 from winnow.filters.multilingual import bundled_configs, settings_for
 from winnow.filters.quality import RULESETS, apply_rules, build_rulesets

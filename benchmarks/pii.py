@@ -177,7 +177,7 @@ def speed_corpus(max_docs: int) -> tuple[list[str], int]:
     from resiliparse.extract.html2text import extract_plain_text
     from warcio.archiveiterator import ArchiveIterator
 
-    from winnow.extract import decode_html
+    from winnow.charset import decode_html
 
     data = shared_data()
     pages = []

@@ -143,7 +143,7 @@ def classifier_validation(texts: list[str]) -> None:
 
     from resiliparse.extract.html2text import extract_plain_text
 
-    from winnow.extract import decode_html
+    from winnow.charset import decode_html
     from winnow.filters.quality_classifier import train
 
     data = shared_data() / "html"

@@ -9,7 +9,8 @@ from pydantic import Field, field_validator
 
 from winnow.config import StrictModel, path_field
 from winnow.document import Document
-from winnow.extract import decode_html, get_extractor
+from winnow.charset import decode_html
+from winnow.extract import get_extractor
 from winnow.filters.safety_lists import SAFETY_LISTS, SafetyListError, SafetyLists, load_safety_lists
 from winnow.filters.url import UrlFilter, read_list_file
 from winnow.shardio import open_binary
@@ -146,13 +147,12 @@ def ingest(responses: Iterable[HttpResponse], cfg: IngestConfig, stats: StageSta
 
 def ingest_warc(path: str, cfg: IngestConfig, stats: StageStats, storage_options: dict | None = None,
                 url_filter: UrlFilter | None = None) -> Iterator[Document]:
-    """Open one WARC file (local or remote) and run the ingest stage over it."""
-    try:
-        with open_binary(path, storage_options) as fh:
-            yield from ingest(iter_http_responses(fh, stats, path, cfg.max_record_bytes), cfg, stats,
-                              url_filter, path)
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        stats.error("unreadable_file", f"{path}: {exc}")
+    """Open one WARC file (local or remote) and run the ingest stage over it. A file that
+    cannot be opened raises: its shard fails and is retried on the next run, never marked done
+    with the file's documents missing."""
+    with open_binary(path, storage_options) as fh:
+        yield from ingest(iter_http_responses(fh, stats, path, cfg.max_record_bytes), cfg, stats,
+                          url_filter, path)
 
 
 @register

@@ -49,7 +49,7 @@ def page_texts(data: Path) -> Iterator[tuple[str, str]]:
     from resiliparse.extract.html2text import extract_plain_text
     from warcio.archiveiterator import ArchiveIterator
 
-    from winnow.extract import decode_html
+    from winnow.charset import decode_html
 
     for sub in ("html/pages", "html/trafilatura_eval/pages"):
         for path in sorted((data / sub).glob("*.html.gz")):

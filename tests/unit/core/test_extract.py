@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from winnow import boilerplate
-from winnow.extract import decode_html, get_extractor
+from winnow.charset import decode_html
+from winnow.extract import get_extractor
 from winnow.shardio import open_binary
 from winnow.stats import StageStats
 from winnow.warc import iter_http_responses
