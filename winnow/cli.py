@@ -347,7 +347,7 @@ def report(
     """Write OUTPUT/report.html: a self-contained page (inline SVG plots, no network) with the funnel
     per stage and rule, document lengths before/after filtering, and each stage's own section
     (languages, duplicate clusters, packing, rephrasing). `winnow run` writes it too."""
-    from winnow.flows.curate import report_sections  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.flows.summary import report_sections  # noqa: PLC0415 - imported on use: --help and --version stay instant
     from winnow.report import ReportError, write_report  # noqa: PLC0415 - imported on use: --help and --version stay instant
     from winnow.shardio import StorageError, describe_storage_error  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
