@@ -17,7 +17,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 $(BIN)/winnow: pyproject.toml
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
 	$(UV) venv -q --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[test,lint]'
+	$(UV) pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[test,lint,multilingual]'
 	# The in-process rephrase backend's test and the Megatron reader check need torch: take the CPU
 	# wheel when it is on disk (a CUDA torch from PyPI is several GB); without it those tests skip.
 	if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then \

@@ -14,10 +14,16 @@ Corpora:
 * the non-English pages of the shared WARCs (text extracted by winnow's ingest stage);
 * the non-English pages of the trafilatura evaluation set (../shared/data/html/trafilatura_eval).
 
+Agreement part: FineWeb-2's own filtering step (fineweb-2-pipeline.py step 5 through datatrove, with
+upstream's values and datatrove's word tokenizers; tests/helpers/fineweb2.py) against winnow's rules,
+per language, on the LID dev set (gold labels) and the shared WARC pages (lid.176 labels): the share of
+documents with the same decision (first failing rule, or kept). tests/peer/test_fineweb2_filtering.py
+asserts 100%.
+
 URL part: every WARC-Target-URI of the shared WARCs and every absolute link in their pages,
 decided by datatrove's ``URLFilter()`` and by ``load_safety_lists(["fineweb"])``.
 
-    python benchmarks/multilingual.py [--only quality|urls] [--max-dev-texts N]
+    python benchmarks/multilingual.py [--only quality|agreement|urls] [--max-dev-texts N]
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import urljoin
 
-from _common import machine, markdown_table, pin_to_one_core, shared_data
+from _common import REPO, machine, markdown_table, pin_to_one_core, shared_data
 
 from winnow.charset import decode_html
 from winnow.extract import get_extractor
@@ -199,6 +205,42 @@ def quality_part(data: Path, max_dev: int | None) -> None:
         print()
 
 
+# ------------------------------------------------------------------ agreement with FineWeb-2
+
+
+def agreement_part(data: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import fineweb2 as fw
+    from peer.test_fineweb2_filtering import NOT_COMPARABLE
+
+    per: dict[str, Counter] = defaultdict(Counter)
+    t0 = time.perf_counter()
+    for corpus, name, text in [*fw.dev_corpora(data), *fw.warc_corpus(data)]:
+        if name in NOT_COMPARABLE:
+            continue
+        ours = fw.winnow_decision(name, text)
+        per[name][corpus] += 1
+        per[name]["same"] += fw.datatrove_decision(name, text) == ours
+        per[name]["kept"] += ours is None
+    elapsed = time.perf_counter() - t0
+    corpora = ("dev: texts", "dev: 10 sentences/doc", "WARC pages")
+    rows = []
+    for name, c in sorted(per.items()):
+        n = sum(c[k] for k in corpora)
+        s = settings_for(name)
+        rows.append({"language": name, "datatrove tokenizer": s.datatrove_tokenizer,
+                     "winnow tokenizer": s.word_tokenizer, **{k: c[k] for k in corpora}, "kept": c["kept"],
+                     "same decision": f"{c['same']}/{n} ({100 * c['same'] / n:.1f}%)"})
+    same = sum(c["same"] for c in per.values())
+    total = sum(sum(c[k] for k in corpora) for c in per.values())
+    print(f"## Agreement with FineWeb-2's filtering step, per language ({machine()}, {elapsed:.0f} s)\n")
+    print(markdown_table(rows))
+    print(f"\nSame decision on {same:,} of {total:,} documents ({100 * same / total:.2f}%). Not compared: "
+          + "; ".join(f"`{k}`: {v}" for k, v in NOT_COMPARABLE.items()) + ".\n")
+
+
 # ------------------------------------------------------------------ URL safety lists
 
 
@@ -287,13 +329,15 @@ def urls_part(data: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["quality", "urls"])
+    ap.add_argument("--only", choices=["quality", "agreement", "urls"])
     ap.add_argument("--max-dev-texts", type=int, default=None, help="first N texts of the dev set (default all)")
     args = ap.parse_args()
     pin_to_one_core()
     data = shared_data()
     if args.only in (None, "quality"):
         quality_part(data, args.max_dev_texts)
+    if args.only in (None, "agreement"):
+        agreement_part(data)
     if args.only in (None, "urls"):
         urls_part(data)
 

@@ -9,8 +9,9 @@ thresholds, the word tokenizer, and the rule sets to run, as ``params`` ready fo
   ``configs/``; commits in ``data/fineweb2/index.yml`` and README.md there): ``dup_line_frac``,
   ``top_n_grams``, ``dup_n_grams`` (Gopher repetition); ``line_punct_thr``, ``new_line_ratio``
   (FineWeb); ``min_avg_word_length``, ``max_avg_word_length``, ``max_non_alpha_words_ratio``,
-  ``stopwords`` (Gopher quality). ``language_score`` is a GlotLID confidence threshold: it is
-  kept for information only, lid.176 scores are not on the same scale.
+  ``stopwords`` (Gopher quality). ``language_score`` is FineWeb-2's minimum GlotLID confidence:
+  the LID stage applies it to GlotLID labels (:func:`glotlid_language_scores`), never to
+  lid.176's, whose scores are on another scale.
 * **FineWeb-2 pipeline** (``fineweb-2-pipeline.py``, the same for every language): Gopher
   repetition's paragraph and line-character rules off (``dup_para_frac``, ``dup_para_char_frac``,
   ``dup_line_char_frac`` = 0), FineWeb's short-line rule off (``short_line_thr`` = 999) and
@@ -20,13 +21,13 @@ thresholds, the word tokenizer, and the rule sets to run, as ``params`` ready fo
 * **English** (FineWeb-2 has no English): FineWeb's settings, i.e. datatrove's defaults with
   Gopher's English stop words, plus winnow's C4 setting (no terminal-punctuation rule), all four
   rule sets in FineWeb's order: exactly what winnow's quality stage does today.
-* **Word tokenizer**: datatrove's assignment (``datatrove/assets/tokenizer_assignment.csv``).
-  Languages datatrove splits with plain spaCy use winnow's cached spaCy tokenizer (same
-  tokens). Japanese (SudachiPy), Chinese (jieba), Vietnamese (pyvi), Korean (kiwipiepy < 0.22),
-  Thai (PyThaiNLP) and Hindi (indic-nlp-library) need packages winnow does not install: with
-  them, datatrove's own tokenizer is used; without them a fallback is used and the settings
-  that depend on the missing tokenizer are switched off (``LanguageSettings.fallback`` says
-  which and why).
+* **Word tokenizer**: datatrove's assignment, chosen in :mod:`winnow.filters.word_tokenizers`.
+  Languages datatrove splits with plain spaCy use winnow's cached spaCy tokenizer (same tokens);
+  Japanese (SudachiPy), Chinese (jieba), Vietnamese (pyvi), Korean (Kiwi) and Thai (PyThaiNLP)
+  use datatrove's own tokenizer, whose packages are the ``multilingual`` extra (in the default
+  install). Without them (and for Hindi, whose indic-nlp-library is not shipped) a fallback is
+  used and the settings that depend on the missing tokenizer are switched off
+  (``LanguageSettings.fallback`` says which and why).
 
 A language without settings never meets the English stop-word rule: :func:`settings_for`
 gives it datatrove's default thresholds with FineWeb-2's pipeline constants and the stop-word
@@ -36,16 +37,11 @@ rule switched off (``min_stop_words: None``), not English stop words.
 from __future__ import annotations
 
 import copy
-import csv
-import importlib.metadata
 import importlib.resources
-import importlib.util
 import inspect
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -59,11 +55,10 @@ from datatrove.pipeline.filters import (
 from datatrove.pipeline.filters.gopher_quality_filter import (
     STOP_WORDS as GOPHER_STOP_WORDS,
 )
-from datatrove.utils._import_utils import ASSETS_PATH
-from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
+from datatrove.utils.word_tokenizers import WordTokenizer
 
+from winnow.filters import word_tokenizers as wt
 from winnow.filters.quality import RULESETS
-from winnow.filters.words import CachedSpacyTokenizer
 
 DATA_DIR = ("data", "fineweb2")
 INDEX_FILE = "index.yml"
@@ -131,7 +126,7 @@ class LanguageSettings:
     provenance: Mapping[str, str] = field(repr=False)
     fallback: str | None = None
     switched_off: tuple[str, ...] = ()  # of "stop_words", "word_length", "non_alpha" (see SWITCHES)
-    language_score: float | None = None  # FineWeb-2's GlotLID threshold (information only)
+    language_score: float | None = None  # FineWeb-2's GlotLID threshold (the LID stage applies it)
 
     @property
     def spacy_language(self) -> str | None:
@@ -149,7 +144,15 @@ class LanguageSettings:
 
     def tokenizer(self) -> WordTokenizer:
         """The word tokenizer these settings were made for (one per process and language)."""
-        return make_word_tokenizer(self.word_tokenizer)
+        try:
+            return wt.make_word_tokenizer(self.word_tokenizer)
+        except wt.TokenizerError as exc:
+            raise LanguageSettingsError(str(exc)) from None
+
+    @property
+    def tokenizer_key(self) -> str:
+        """The tokenizer with the versions of the packages that make its words (done-marker keys)."""
+        return wt.tokenizer_key(self.word_tokenizer)
 
 
 # ---------------------------------------------------------------- bundled data
@@ -240,147 +243,6 @@ def load_config(name: str) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------- tokenizers
-
-
-@lru_cache(maxsize=1)
-def _tokenizer_assignments() -> Mapping[str, tuple[str, str]]:
-    """datatrove's language -> (tokenizer class, its language argument), keyed like datatrove's
-    ``load_tokenizer_assignments`` (``deu_Latn``, ``deu`` and ``de`` for default scripts)."""
-    out: dict[str, tuple[str, str]] = {}
-    path = f"{ASSETS_PATH}/tokenizer_assignment.csv"
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                if not row["type"]:
-                    continue
-                value = (row["type"], row["tok_code"])
-                default_script = bool(row["default_script"])
-                out.setdefault(f"{row['code_3']}_{row['script']}", value)
-                if default_script:
-                    out.setdefault(row["code_3"], value)
-                if row["code_1"] and row["default_code_1"]:
-                    out.setdefault(f"{row['code_1']}_{row['script']}", value)
-                    if default_script:
-                        out.setdefault(row["code_1"], value)
-    except (OSError, KeyError, csv.Error) as exc:
-        raise LanguageSettingsError(f"cannot read datatrove's tokenizer assignments {path}: {exc}") from None
-    return MappingProxyType(out)
-
-
-def _have(*modules: str) -> bool:
-    """Whether top-level modules are installed, without importing them."""
-    return all(importlib.util.find_spec(m) is not None for m in modules)
-
-
-@lru_cache(maxsize=1)
-def _spacy_lang_dir() -> Path | None:
-    spec = importlib.util.find_spec("spacy")  # top-level: found, not imported
-    return Path(spec.origin).parent / "lang" if spec is not None and spec.origin else None
-
-
-def _spacy_has(lang: str) -> bool:
-    """Whether spaCy ships a language, looked up on disk: ``find_spec("spacy.lang.x")`` would
-    import spaCy, and with it torch through thinc (seconds, hundreds of MB per process)."""
-    folder = _spacy_lang_dir()
-    return bool(lang) and folder is not None and (folder / lang / "__init__.py").is_file()
-
-
-def _kiwi_usable() -> bool:
-    # datatrove 0.10.1 asks Kiwi for its "sbg" model, which kiwipiepy dropped in 0.22.
-    if not _have("kiwipiepy"):
-        return False
-    try:
-        major, minor = (int(x) for x in importlib.metadata.version("kiwipiepy").split(".")[:2])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return False
-    return (major, minor) < (0, 22)
-
-
-def _choose_tokenizer(name: str, dt_class: str, dt_lang: str) -> tuple[str, str | None, tuple[str, ...]]:
-    """(tokenizer spec, why it differs from datatrove's, settings switched off)."""
-    if dt_class == "SpaCyTokenizer":
-        # spaCy tokenizers that need more than spaCy, or that datatrove configures itself.
-        special = {"ja": (("sudachipy", "sudachidict_core"), "spacy:zh",
-                          ("SudachiPy + SudachiDict-core not installed: every character is a word "
-                           "(spaCy's zh character segmentation) instead of Sudachi words")),
-                   "zh": (("jieba",), "spacy:zh",
-                          "jieba not installed: spaCy's character segmentation instead of jieba words"),
-                   "vi": (("pyvi",), "spacy:xx", "pyvi not installed: syllables (whitespace) instead of pyvi words")}
-        if dt_lang in special:
-            modules, spec, why = special[dt_lang]
-            return (f"datatrove:{name}", None, ()) if _have(*modules) else (spec, why, ())
-        if _spacy_has(dt_lang):
-            return f"spacy:{dt_lang}", None, ()
-        return "spacy:xx", f"spaCy has no language {dt_lang!r}: spaCy's multi-language tokenizer", ()
-    if dt_class == "KiwiTokenizer":
-        if _kiwi_usable():
-            return f"datatrove:{name}", None, ()
-        return ("spacy:xx", ("kiwipiepy<0.22 not installed: whitespace words (eojeol); FineWeb-2's Korean stop "
-                             "words are Kiwi morphemes that such words never equal, so the stop-word rule is off"),
-                ("stop_words",))
-    if dt_class == "ThaiTokenizer":
-        if _have("pythainlp"):
-            return f"datatrove:{name}", None, ()
-        return ("spacy:xx", ("PyThaiNLP not installed: Thai is not split into words (whitespace separates "
-                             "phrases), so Gopher quality's word statistics are off: stop words, word length, "
-                             "non-alphabetic words"), ("stop_words", "word_length", "non_alpha"))
-    if dt_class == "IndicNLPTokenizer":
-        if _have("indicnlp"):
-            return f"datatrove:{name}", None, ()
-        lang = dt_lang if _spacy_has(dt_lang) else "xx"
-        return (f"spacy:{lang}", (f"indic-nlp-library not installed: spaCy's {lang} tokenizer (whitespace and "
-                                  "punctuation, like indic-nlp's trivial tokenizer)"), ())
-    return "spacy:xx", f"datatrove's {dt_class} is not supported here: spaCy's multi-language tokenizer", ()
-
-
-class _MemoTokenizer(WordTokenizer):
-    """datatrove's tokenizer, remembering the last text's words: the rule sets of one document
-    then tokenize it once (winnow's cached spaCy tokenizer does the same)."""
-
-    def __init__(self, inner: WordTokenizer) -> None:
-        super().__init__(inner.language)
-        self.inner = inner
-        self._memo = threading.local()
-
-    def word_tokenize(self, text: str) -> list[str]:
-        memo = self._memo
-        if getattr(memo, "text", None) is text:
-            return memo.words
-        words = self.inner.word_tokenize(text)
-        memo.text, memo.words = text, words
-        return words
-
-    def sent_tokenize(self, text: str) -> list[str]:
-        return self.inner.sent_tokenize(text)
-
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return self.inner.span_tokenize(text)
-
-
-@lru_cache(maxsize=32)
-def make_word_tokenizer(spec: str) -> WordTokenizer:
-    """A word tokenizer from a settings spec, once per process (its caches make it fast).
-
-    ``spacy:LANG``: winnow's cached spaCy tokenizer; ``datatrove:NAME``: datatrove's own
-    tokenizer for that language, checked on a probe sentence so a broken install fails here.
-    """
-    kind, _, lang = spec.partition(":")
-    if kind == "spacy" and lang:
-        try:
-            return CachedSpacyTokenizer(lang)
-        except (ImportError, OSError, ValueError) as exc:
-            raise LanguageSettingsError(f"word tokenizer {spec}: {exc}") from None
-    if kind == "datatrove" and lang:
-        try:
-            tok = load_word_tokenizer(lang)
-            tok.word_tokenize("probe 1 2 3.")
-        except Exception as exc:  # noqa: BLE001 - third-party tokenizers raise anything on a bad install
-            raise LanguageSettingsError(f"word tokenizer {spec} (datatrove's): {type(exc).__name__}: {exc}") from None
-        return _MemoTokenizer(tok)
-    raise LanguageSettingsError(f"unknown word tokenizer {spec!r} (expected spacy:LANG or datatrove:NAME)")
-
-
 # ---------------------------------------------------------------- settings
 
 
@@ -416,15 +278,6 @@ def _freeze(params: dict[str, dict[str, Any]]) -> Mapping[str, Mapping[str, Any]
     return MappingProxyType({k: MappingProxyType(v) for k, v in params.items()})
 
 
-def _datatrove_tokenizer(label: str) -> tuple[str, str]:
-    dt_class, dt_lang = _tokenizer_assignments().get(label, ("", ""))
-    return dt_class, dt_lang
-
-
-def _describe(dt_class: str, dt_lang: str) -> str:
-    return f"{dt_class}({dt_lang})" if dt_lang else dt_class or "none assigned"
-
-
 @cache
 def _english() -> LanguageSettings:
     params = copy.deepcopy(ENGLISH_PARAMS)
@@ -448,15 +301,15 @@ def _fineweb2(name: str) -> LanguageSettings:
         value = cfg[key]
         params[rs][kwarg] = list(value) if key == "stopwords" else value
         sources[f"{rs}.{kwarg}"] = f"FineWeb-2 config ({where})"
-    dt_class, dt_lang = _datatrove_tokenizer(name)
-    spec, why, off = _choose_tokenizer(name, dt_class, dt_lang)
-    if why:
-        _switch_off(params, sources, off, why)
+    dt_class, dt_lang = wt.assigned(name)
+    choice = wt.choose(name, dt_class, dt_lang)
+    if choice.fallback:
+        _switch_off(params, sources, choice.switched_off, choice.fallback)
     return LanguageSettings(
-        name=name, source=where, stop_words=tuple(cfg["stopwords"]), word_tokenizer=spec,
-        datatrove_tokenizer=_describe(dt_class, dt_lang), rules=FINEWEB2_RULES, params=_freeze(params),
-        provenance=MappingProxyType(_provenance(params, sources)), fallback=why, switched_off=off if why else (),
-        language_score=cfg.get("language_score"))
+        name=name, source=where, stop_words=tuple(cfg["stopwords"]), word_tokenizer=choice.spec,
+        datatrove_tokenizer=wt.describe(dt_class, dt_lang), rules=FINEWEB2_RULES, params=_freeze(params),
+        provenance=MappingProxyType(_provenance(params, sources)), fallback=choice.fallback,
+        switched_off=choice.switched_off if choice.fallback else (), language_score=cfg.get("language_score"))
 
 
 def canonical_name(label: str) -> str | None:
@@ -494,12 +347,12 @@ def fallback_settings(label: str) -> LanguageSettings:
     sources["c4.filter_no_terminal_punct"] = "FineWeb (winnow's default C4 setting); FineWeb-2 runs no C4"
     why = f"no bundled settings for {lab!r}: datatrove's default thresholds, stop-word rule off"
     _switch_off(params, sources, ("stop_words",), why)
-    dt_class, dt_lang = _datatrove_tokenizer(lab)
+    dt_class, dt_lang = wt.assigned(lab)
     spec = f"spacy:{dt_lang}" if dt_class == "SpaCyTokenizer" and dt_lang not in ("ja", "zh", "vi") \
-        and _spacy_has(dt_lang) else "spacy:xx"
+        and wt.spacy_has(dt_lang) else "spacy:xx"
     return LanguageSettings(
         name=lab, source="fallback: datatrove 0.10.1 defaults + FineWeb-2 pipeline constants", stop_words=(),
-        word_tokenizer=spec, datatrove_tokenizer=_describe(dt_class, dt_lang), rules=FINEWEB2_RULES,
+        word_tokenizer=spec, datatrove_tokenizer=wt.describe(dt_class, dt_lang), rules=FINEWEB2_RULES,
         params=_freeze(params), provenance=MappingProxyType(_provenance(params, sources)), fallback=why,
         switched_off=("stop_words",))
 
@@ -519,3 +372,11 @@ def supported_languages() -> list[str]:
 def bundled_configs() -> list[str]:
     """The FineWeb-2 config names bundled (``deu_Latn``, ...), English excluded."""
     return sorted(_index().commits)
+
+
+def glotlid_language_scores() -> dict[str, float]:
+    """FineWeb-2's minimum ``language_score`` per GlotLID label (``deu_Latn``: 0.821, ...): the
+    labels are FineWeb-2's config names, which are GlotLID's labels. Aliases get none: FineWeb-2
+    kept a document by the score of the very label it filtered on."""
+    return {name: float(score) for name in bundled_configs()
+            if (score := load_config(name).get("language_score")) is not None}

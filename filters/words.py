@@ -14,12 +14,16 @@ It plugs into datatrove's filters through their own extension point: ``language=
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 _DEFAULT_CACHE = 500_000
+# A text as spaCy's tokenizer walks it: runs of non-whitespace (chunks, group 1) and of
+# whitespace; \s and str.split() both use Python's isspace, as spaCy's tokenizer does.
+_PIECES = re.compile(r"(\S+)|\s+")
 
 
 def import_spacy_without_torch():
@@ -75,29 +79,43 @@ class CachedSpacyTokenizer(WordTokenizer):
         return words
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        """Sentence spans by spaCy's sentencizer rule: a sentence ends after a sentence-final
-        punctuation token, at the next token that is not punctuation."""
+        """Sentence spans of spaCy's sentencizer on spaCy's tokens, whitespace tokens included.
+
+        spaCy keeps one " " after a token as that token's trailing space; any other whitespace
+        (a second space, a tab, a newline, whitespace at the start) is a token of its own. Such a
+        token is not punctuation, so after a sentence end it starts the next sentence: "Thanks a
+        lot.  :)" is two sentences, "Thanks a lot. :)" one. A sentence ends after a token that is
+        sentence-final punctuation, at the next token that is not punctuation."""
         spans: list[tuple[int, int]] = []
         sent_end = self._sent_end
-        start: int | None = None
-        end = 0
+        start = -1  # first character of the current sentence, -1 before the first token
+        end = 0  # end of the last token
         seen_end = False
-        pos = 0
-        for c in text.split():
-            pos = text.index(c, pos)
-            for tok, is_punct in self._chunk(c):
-                if start is None:
+        for m in _PIECES.finditer(text):
+            pos = m.start()
+            if m.lastindex is None:  # a whitespace run: a token, less one leading " " after a token
+                if pos and text[pos] == " ":
+                    pos += 1
+                    if pos == m.end():
+                        continue
+                if start < 0:
                     start = pos
-                if seen_end and not is_punct and tok not in sent_end:
+                elif seen_end:
                     spans.append((start, end))
                     start, seen_end = pos, False
-                elif tok in sent_end:
+                end = m.end()
+                continue
+            for tok, is_punct in self._chunk(m.group()):
+                if start < 0:
+                    start = pos
+                elif seen_end and not is_punct and tok not in sent_end:
+                    spans.append((start, end))
+                    start, seen_end = pos, False
+                if tok in sent_end:
                     seen_end = True
-                # Token offsets inside a chunk are not needed for counting; the chunk end is
-                # a safe sentence end (spaCy sentences end at token boundaries inside it).
-                end = pos + len(c)
-            pos += len(c)
-        if start is not None:
+                pos += len(tok)
+                end = pos
+        if start >= 0:
             spans.append((start, end))
         return spans
 

@@ -5,6 +5,7 @@ does lives in its module under ``winnow.tasks``."""
 from __future__ import annotations
 
 import logging
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from winnow.config import PipelineConfig
 from winnow.flows.runtime import Display, PhaseFailed, PrefectMapper, default_display, task_runner_for
 from winnow.flows.summary import print_summary, write_summary
 from winnow.lock import OutputLock
-from winnow.resume import Mismatch, ShardRef
+from winnow.resume import Mismatch, ShardRef, ShardResult, derived_from, finished_shard
 from winnow.shardio import (
     Listing,
     StorageError,
@@ -28,7 +29,7 @@ from winnow.shardio import (
     remove_stale_temp_files,
     shard_name,
 )
-from winnow.stage import CorpusContext, CorpusStage, StageEnv, StageError, get, overrides, registered
+from winnow.stage import CorpusContext, CorpusStage, Stage, StageEnv, StageError, get, overrides, registered
 from winnow.stats import StageStats, merge_runs
 from winnow.tasks.pipeline import WinnowConfig, corpus_stages, source_stages
 from winnow.tasks.shard import (
@@ -37,6 +38,8 @@ from winnow.tasks.shard import (
     ShardJob,
     ShardOutcome,
     ShardPlan,
+    WouldReplace,
+    earlier_documents,
     mismatch_note,
     process_batch,
 )
@@ -61,11 +64,24 @@ class RunPlan:
     jobs: list[ShardJob]
     shard_plan: ShardPlan
     notes: list[str] = field(default_factory=list)
+    # Document shards that are read where they are instead of being curated: winnow shards given
+    # as input to a run without document stages, or (a run limited with --stages) the curated
+    # shards an earlier run left in OUTPUT/documents. None: the jobs are curated.
+    reused: list[ShardResult] | None = None
+    produced_by: str | None = None  # the corpus stage that wrote reused input shards, if one did
+
+    @property
+    def documents(self) -> str:
+        """The folder of the document shards the corpus stages start from."""
+        if self.reused:
+            return posixpath.dirname(self.reused[0].ref.path)  # type: ignore[union-attr]
+        return join(self.cfg.output, DOCUMENTS_DIR)
 
 
 def plan_run(cfg: PipelineConfig) -> RunPlan:
     """Check the output and list the inputs (one line and no traceback when either fails), group
-    the files into shards. Raises StorageError / InputError."""
+    the files into shards, and decide which existing outputs the run reads instead of rewriting.
+    Raises StorageError / InputError / ConfigError (WouldReplace)."""
     so = cfg.storage_options
     check_writable(cfg.output, so)
     listing = list_inputs(cfg.input, so)
@@ -73,7 +89,88 @@ def plan_run(cfg: PipelineConfig) -> RunPlan:
     out_dir = join(cfg.output, DOCUMENTS_DIR)
     jobs = [ShardJob(k, tuple(g), join(out_dir, shard_name(k))) for k, g in enumerate(groups)]
     notes = [n for n in [listing.skipped_summary()] if n]
-    return RunPlan(cfg, listing, jobs, ShardPlan.from_config(cfg), notes)
+    plan = RunPlan(cfg, listing, jobs, ShardPlan.from_config(cfg), notes)
+    if not plan.shard_plan.stages:
+        # Shards winnow wrote, and nothing to do per document: a copy would only cost time and
+        # space, and their markers' keys already make them current inputs downstream.
+        plan.reused, plan.produced_by = _winnow_shards(listing.files, so)
+    if plan.reused is None:
+        if any(_inside(f.path, out_dir) for f in listing.files):
+            raise WouldReplace(f"the input {listing.files[0].path} is in {out_dir}, which this run writes: "
+                               "use another --output")
+        if cfg.only_stages is not None:
+            plan.reused = earlier_documents(jobs, plan.shard_plan, cfg.only_stages)
+    if plan.reused is not None:
+        refs = [r.ref for r in plan.reused if r.ref is not None]
+    else:
+        refs = [ShardRef(j.output, plan.shard_plan.key(j), 0) for j in jobs]
+    _check_corpus_inputs(cfg, refs, plan.produced_by)
+    return plan
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip("/") + "/")
+
+
+def _winnow_shards(files: list[Any], so: dict[str, Any]) -> tuple[list[ShardResult] | None, str | None]:
+    """The input files as finished winnow shards (their markers give key and rows), or None
+    when any of them is not one; and the corpus stage that wrote them, if one did."""
+    found = []
+    for f in files:
+        done = finished_shard(f.path, so)
+        if done is None:
+            return None, None
+        found.append(done)
+    writers = {name for _, record in found for name in record.get("settings", {})}
+    corpus = {s.name for s in corpus_stages()}
+    # Their stats are the funnel of the run that wrote them, not of this one.
+    return [ShardResult(ref, {}, skipped=True) for ref, _ in found], \
+        (writers.pop() if len(writers) == 1 and writers <= corpus else None)
+
+
+def _check_corpus_inputs(cfg: PipelineConfig, refs: list[ShardRef], produced_by: str | None) -> None:
+    """Before any work: an enabled corpus stage never writes the folder it reads, and a run
+    limited with --stages finds its corpus stages' inputs current (see _earlier_output)."""
+    for stage in corpus_stages():
+        writes = join(cfg.output, stage.output_dir) if stage.output_dir else None
+        if stage.is_enabled(cfg) and writes and refs and _inside(refs[0].path, writes):
+            raise WouldReplace(f"the input {posixpath.dirname(refs[0].path)} is where {stage.name} writes in this "
+                               "run: use another --output")
+    if cfg.only_stages is None:
+        return
+    for stage in _not_yet_run(cfg, produced_by):
+        if stage.is_enabled(cfg):
+            return  # what it writes is known only once it ran: the stages after it are checked then
+        done = _earlier_output(cfg, stage, refs)
+        if done is not None:
+            refs = [ref for ref, _ in done]
+
+
+def _not_yet_run(cfg: PipelineConfig, produced_by: str | None) -> list[type[Stage[Any]]]:
+    """The corpus stages whose turn comes after the input was written, in order."""
+    stages = corpus_stages()
+    if produced_by is not None:
+        after = get(produced_by).order
+        stages = [s for s in stages if s.order > after or (s.is_enabled(cfg) and s.name == produced_by)]
+    return stages
+
+
+def _earlier_output(cfg: PipelineConfig, stage: type[Stage[Any]], refs: list[ShardRef]
+                    ) -> list[tuple[ShardRef, dict[str, Any]]] | None:
+    """A corpus stage that a run limited with --stages does not run: the shards it wrote earlier
+    from exactly ``refs`` (the next stage reads them), None when it wrote none. Out of date and
+    needed by a later stage of this run: WouldReplace, rather than going on without its work."""
+    assert issubclass(stage, CorpusStage)
+    if not stage.output_dir:
+        return None
+    folder = join(cfg.output, stage.output_dir)
+    done, why = derived_from(folder, refs, cfg.storage_options)
+    later = [s.name for s in corpus_stages() if s.order > stage.order and s.is_enabled(cfg)]
+    if why is not None and later:
+        raise WouldReplace(f"--stages {','.join(cfg.only_stages or [])} does not run {stage.name}, and its output "
+                           f"{folder} is out of date ({why}): {', '.join(later)} would go on without it. Add "
+                           f"{stage.name} to --stages (it redoes that output), or write to another --output")
+    return done
 
 
 def enabled_checks(cfg: PipelineConfig) -> list[tuple[str, Any]]:
@@ -128,7 +225,7 @@ def run_pipeline(cfg: PipelineConfig, plan: RunPlan | None = None, checked: bool
                 _check_in_workers(cfg, mapper, len(plan.jobs))
             if any(overrides(get(name), "prepare") for name, _ in checks):
                 mapper.run_one(prepare_stages, {"checks": checks, "env": _env(cfg)}, name="prepare")
-            outcomes = _curate_shards(plan, mapper, display)
+            outcomes = _curate_shards(plan, mapper, display) if plan.reused is None else []
             summary, stats, problem = _finish(cfg, plan, mapper, outcomes, note)
     if lock.lost and problem is None:
         # Its heartbeat found another run's token: that run judged this one dead and wrote too.
@@ -188,27 +285,42 @@ def _finish(cfg: PipelineConfig, plan: RunPlan, mapper: PrefectMapper, outcomes:
     so = cfg.storage_options
     jobs = plan.jobs
     failures = [f"{_describe_inputs(jobs[o.index])}: {o.error}" for o in outcomes if o.result is None]
-    finished = [o.result for o in outcomes if o.result is not None]
+    finished = [o.result for o in outcomes if o.result is not None] if plan.reused is None else plan.reused
     mismatches: list[Mismatch] = [r.mismatch for r in finished if r.mismatch is not None]
     redo = mismatch_note(mismatches)
     if redo:
         note(redo)
-    # Shards of an earlier run over more inputs would be read with this run's: remove them.
-    keep = [j.output for j in jobs]
-    prune_shards(join(cfg.output, DOCUMENTS_DIR), keep, so)
-    prune_shards(join(cfg.output, REJECTED_DIR), keep if plan.shard_plan.writes_rejected else [], so)
+    if plan.reused is None:
+        # Shards of an earlier run over more inputs would be read with this run's: remove them.
+        keep = [j.output for j in jobs]
+        prune_shards(join(cfg.output, DOCUMENTS_DIR), keep, so)
+        prune_shards(join(cfg.output, REJECTED_DIR), keep if plan.shard_plan.writes_rejected else [], so)
+    else:
+        note(f"documents: {len(plan.reused)} finished shard(s) read in place from {plan.documents}")
     stats = merge_runs([r.stats for r in finished])
     refs: list[ShardRef] = [r.ref for r in finished if r.ref is not None]
     summaries: dict[str, Any] = {}
-    final_dir = join(cfg.output, DOCUMENTS_DIR)
-    read = sum(stats[s.name].docs_in for s in source_stages() if s.name in stats)
+    final_dir = plan.documents
+    read = sum(stats[s.name].docs_in for s in source_stages() if s.name in stats) if plan.reused is None \
+        else sum(r.rows for r in refs)
     stopped: Exception | None = None
     if not failures and read:
         ctx = CorpusContext(cfg.output, dict(so), mapper, cfg.rows_per_row_group, note)
-        for stage in corpus_stages():
-            if not stage.is_enabled(cfg):
-                continue
+        for stage in _not_yet_run(cfg, plan.produced_by):
             assert issubclass(stage, CorpusStage)
+            if not stage.is_enabled(cfg):
+                try:
+                    earlier = _earlier_output(cfg, stage, refs) if cfg.only_stages is not None else None
+                except WouldReplace as exc:
+                    stopped = exc
+                    break
+                if earlier is not None:
+                    # Its funnel is part of what the documents went through.
+                    refs = [ref for ref, _ in earlier]
+                    stats.update(merge_runs([record.get("stats", {}) for _, record in earlier]))
+                    final_dir = join(cfg.output, stage.output_dir or "")
+                    note(f"{stage.name}: not run (--stages); its current output {final_dir} is the input")
+                continue
             try:
                 result = stage.run(stage.config_of(cfg), ctx, refs)
             except (PhaseFailed, StageError, StorageError, OSError) as exc:
@@ -227,9 +339,9 @@ def _finish(cfg: PipelineConfig, plan: RunPlan, mapper: PrefectMapper, outcomes:
             if stopped is not None:
                 break
     summary = {
-        "output": join(cfg.output, DOCUMENTS_DIR),
+        "output": plan.documents,
         "final_output": final_dir,
-        "shards": len(jobs),
+        "shards": len(jobs) if plan.reused is None else len(plan.reused),
         "input_files": len(plan.listing.files),
         "skipped_files": len(plan.listing.skipped),
         "shards_skipped_as_done": sum(1 for r in finished if r.skipped),

@@ -29,9 +29,11 @@ from prefect.server.api.server import SubprocessASGIServer
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from winnow.config import ConfigError, RunnerConfig
 from winnow.shardio import error_line
+from winnow.text_safety import EscapeControls, printable
 
 R = TypeVar("R")
 log = logging.getLogger("winnow")
@@ -98,12 +100,17 @@ class Display:
     def live(self) -> Iterator[Display]:
         """Show the bars (on a terminal) for the duration of the run."""
         with self.progress, route_prefect_console(self.progress.console if self.enabled else None):
-            yield self
+            _live.append(self)
+            try:
+                yield self
+            finally:
+                _live.remove(self)
 
     def note(self, message: str) -> None:
-        """A winnow note on the terminal, above the bars, when Prefect's INFO lines are off."""
+        """A winnow note on the terminal, above the bars, when Prefect's INFO lines are off
+        (printed literally: a note names paths and values)."""
         if self.echo_notes:
-            self.progress.console.print(message, highlight=False)
+            self.progress.console.print(Text(printable(message)), highlight=False)
 
     def phase(self, name: str, total: int) -> TaskID:
         """A new progress bar for a phase of `total` units."""
@@ -125,6 +132,62 @@ class Display:
 
 
 _display_settings: dict[str, Any] = {}
+# Displays drawing bars now, so an interrupted run can finish their lines before it exits.
+_live: list[Display] = []
+
+
+def stop_display() -> None:
+    """Stop every live progress display: the last bar gets its newline and the cursor comes
+    back (Ctrl-C or SIGTERM; the process exits right after)."""
+    for display in list(_live):
+        with contextlib.suppress(Exception):
+            display.progress.stop()
+
+
+class _ConsoleFilter(logging.Filter):
+    """What the terminal handler of a CLI run leaves out or shortens (see quiet_console)."""
+
+    def __init__(self, expected: tuple[type[BaseException], ...], shown: Sequence[str], verbose: bool) -> None:
+        super().__init__()
+        self.expected, self.shown, self.verbose = expected, set(shown), verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            return False
+        message = record.getMessage()
+        if message in self.shown:
+            return False
+        if not self.verbose and message.startswith("Starting temporary server on "):
+            # Prefect's second line, a documentation link, on every ad-hoc run.
+            record.msg, record.args = message.split("\n", 1)[0], None
+        return True
+
+
+# Third-party loggers that are chatty at INFO/WARNING about things winnow counts itself
+# (trafilatura's "discarding data: None" per empty page; a Dask cluster's start-up lines).
+_CHATTY = {"trafilatura": logging.ERROR, "distributed": logging.WARNING}
+
+
+def quiet_console(expected: tuple[type[BaseException], ...] = (), shown: Sequence[str] = (),
+                  verbose: bool = False) -> None:
+    """The terminal of a CLI run: no Prefect traceback for ``expected`` errors (the CLI prints
+    them in one line), no second copy of notes already ``shown``, no documentation banner and
+    no chatty third-party lines unless ``verbose``; control characters escaped everywhere."""
+    for handler in _console_handlers():
+        handler.filters = [f for f in handler.filters if not isinstance(f, (_ConsoleFilter, EscapeControls))]
+        handler.addFilter(_ConsoleFilter(expected, shown, verbose))
+        handler.addFilter(EscapeControls())
+    if not verbose:
+        for name, level in _CHATTY.items():
+            logging.getLogger(name).setLevel(level)
+        # Dask's worker processes read their logging levels from the environment.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+
+def _console_handlers() -> list[PrefectConsoleHandler]:
+    return [h for logger in [logging.getLogger(), *(logging.getLogger(n) for n in
+                                                     list(logging.root.manager.loggerDict))]
+            for h in logger.handlers if isinstance(h, PrefectConsoleHandler)]
 
 
 def configure_display(console: Console | None = None, enabled: bool = True, show_summary: bool = True,
@@ -146,9 +209,7 @@ def route_prefect_console(console: Console | None) -> Iterator[None]:
     if console is None:
         yield
         return
-    handlers = [h for logger in [logging.getLogger(), *(logging.getLogger(n) for n in
-                                                          list(logging.root.manager.loggerDict))]
-                for h in logger.handlers if isinstance(h, PrefectConsoleHandler)]
+    handlers = _console_handlers()
     saved = [(h, h.console) for h in handlers]
     for h in handlers:
         h.console = console
@@ -237,11 +298,31 @@ class TemporaryServer(SubprocessASGIServer):
 
 class _NewSessionPopen(subprocess.Popen):  # type: ignore[type-arg,unused-ignore]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("env") is not None:
+            kwargs["env"] = temporary_server_env(kwargs["env"])
         kwargs.setdefault("start_new_session", True)
         kwargs.setdefault("stdout", subprocess.DEVNULL)
         kwargs.setdefault("stderr", subprocess.DEVNULL)
         kwargs.setdefault("preexec_fn", _die_with_parent)
         super().__init__(*args, **kwargs)
+
+
+_DATABASE_SETTINGS = ("PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
+TEMPORARY_DATABASE = "winnow-temporary-server.db"
+
+
+def temporary_server_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The temporary server's environment: a database of its own (PREFECT_HOME/winnow-
+    temporary-server.db) unless one is configured, so ad-hoc runs never show up in the UI of the
+    user's own `prefect server start`, whose database is PREFECT_HOME/prefect.db."""
+    from prefect.settings import PREFECT_HOME  # noqa: PLC0415 - settings read after the CLI set the env
+
+    env = dict(env)
+    if not any(env.get(k) for k in _DATABASE_SETTINGS):
+        home = os.path.expanduser(str(PREFECT_HOME.value()))
+        os.makedirs(home, exist_ok=True)
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{os.path.join(home, TEMPORARY_DATABASE)}"
+    return env
 
 
 def _die_with_parent() -> None:
@@ -284,6 +365,13 @@ def ensure_api(runner: RunnerConfig) -> TemporaryServer | None:
         _server.start(timeout=120)
     os.environ["PREFECT_API_URL"] = _server.api_url
     return _server
+
+
+def temporary_server_pids() -> set[int]:
+    """The temporary server's process, if this process started one (it is stopped, not frozen,
+    on the way out)."""
+    process = getattr(_server, "server_process", None)
+    return {process.pid} if process is not None else set()
 
 
 def stop_temporary_server() -> None:

@@ -11,12 +11,14 @@ from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from winnow.config import PipelineConfig
 from winnow.report import write_report
 from winnow.shardio import join, write_bytes_atomic
 from winnow.stage import registered
-from winnow.stats import StageStats, funnel_markdown, funnel_rows
+from winnow.stats import StageStats, funnel_markdown, funnel_rows, plural
+from winnow.text_safety import markdown_block, markdown_code, printable
 
 
 def report_sections() -> list[tuple[str, str, Any]]:
@@ -29,7 +31,7 @@ def write_summary(cfg: PipelineConfig, summary: dict[str, Any], stats: dict[str,
     so = cfg.storage_options
     logger = get_run_logger()
     markdown = (
-        f"# winnow curate\n\nOutput: `{cfg.output}`  \nShards: {summary['shards']} "
+        f"# winnow curate\n\nOutput: {markdown_code(cfg.output)}  \nShards: {summary['shards']} "
         f"({summary['shards_skipped_as_done']} already done, {summary['shards_failed']} failed)  \n"
         f"Documents written: {summary['rows']:,}\n\n" + funnel_markdown(stats)
     )
@@ -37,7 +39,8 @@ def write_summary(cfg: PipelineConfig, summary: dict[str, Any], stats: dict[str,
     if packed:
         markdown += (f"\nPacked: {packed['sequences']:,} sequences of <= {packed['seq_len']:,} tokens "
                      f"({packed['tokens']:,} tokens, padding {100 * packed['padding_fraction']:.3f}%, "
-                     f"{packed['truncated_documents']:,} documents split) in `{packed['output']}`\n")
+                     f"{plural(packed['truncated_documents'], 'document')} split) in "
+                     f"{markdown_code(packed['output'])}\n")
     try:
         write_bytes_atomic(join(cfg.output, "summary.json"), json.dumps(summary, indent=1).encode(), so)
         write_bytes_atomic(join(cfg.output, "summary.md"), markdown.encode(), so)
@@ -61,24 +64,25 @@ def write_summary(cfg: PipelineConfig, summary: dict[str, Any], stats: dict[str,
                          link_text=final_dir, description="where this run wrote its final output")
     if packed:
         create_markdown_artifact(key="winnow-manifest", description="packed dataset manifest",
-                                 markdown=f"# Packed output\n\n`{packed['output']}`\n\n```json\n"
-                                          f"{json.dumps(packed, indent=1)}\n```\n")
+                                 markdown=f"# Packed output\n\n{markdown_code(packed['output'])}\n\n"
+                                          + markdown_block(json.dumps(packed, indent=1), "json"))
 
 
 def print_summary(summary: Mapping[str, Any], stats: dict[str, StageStats], console: Console) -> None:
     """The funnel table and the shard and packing lines, on the terminal."""
-    table = Table(title=f"winnow curate: {summary['rows']:,} documents -> {summary['output']}",
-                  title_justify="left")
+    # Every cell and line as literal text: reasons and paths come from data, never markup.
+    table = Table(title=Text(printable(f"winnow curate: {plural(summary['rows'], 'document')} -> "
+                                       f"{summary['output']}")), title_justify="left")
     for col in ("stage", "what", "docs_in", "docs_out", "kept", "bytes_in", "bytes_out"):
         table.add_column(col, no_wrap=col == "what", justify="left" if col in ("stage", "what") else "right")
     for row in funnel_rows(stats):
-        table.add_row(*row.values())
+        table.add_row(*(Text(printable(v)) for v in row.values()))
     wide = Console(stderr=True, width=max(120, console.width), soft_wrap=True)
     wide.print(table)
-    wide.print(f"shards: {summary['shards']} ({summary['shards_skipped_as_done']} already done, "
-               f"{summary['shards_failed']} failed)", highlight=False)
+    wide.print(Text(f"shards: {summary['shards']} ({summary['shards_skipped_as_done']} already done, "
+                    f"{summary['shards_failed']} failed)"))
     packed = summary.get("packed")
     if packed:
-        wide.print(f"packed: {packed['sequences']:,} sequences x {packed['seq_len']:,} tokens "
-                   f"({packed['strategy']}, padding {100 * packed['padding_fraction']:.3f}%, "
-                   f"{packed['truncated_documents']:,} documents split) -> {packed['output']}", highlight=False)
+        wide.print(Text(printable(f"packed: {plural(packed['sequences'], 'sequence')} x {packed['seq_len']:,} tokens "
+                                  f"({packed['strategy']}, padding {100 * packed['padding_fraction']:.3f}%, "
+                                  f"{plural(packed['truncated_documents'], 'document')} split) -> {packed['output']}")))

@@ -45,7 +45,16 @@ from winnow.config import output_settings, path_field
 from winnow.document import Document
 from winnow.minhash import WordHasher, band_keys, permutations, text_signatures
 from winnow.report import bar_chart, section
-from winnow.resume import Marker, ShardRef, ShardResult, derive_shard, group_by_rows, read_shard, work_key
+from winnow.resume import (
+    Marker,
+    ShardRef,
+    ShardResult,
+    derive_shard,
+    group_by_rows,
+    marker_path,
+    read_shard,
+    work_key,
+)
 from winnow.shardio import (
     StorageError,
     filesystem,
@@ -448,8 +457,7 @@ def signatures_unit(groups: list[dict[str, Any]], work: str, cfg: DedupConfig, r
     """Phase 1 for a batch of shard groups (each keeps its own files and marker)."""
     out: list[dict[str, Any]] = []
     for g in groups:
-        marker = Marker(join(work, "bands", f"group={g['group']:05d}"), storage_options,
-                        path=join(work, "bands", "_done", f"group={g['group']:05d}.json"))
+        marker = Marker(join(work, "bands", f"group={g['group']:05d}"), storage_options)
         done = marker.check(key, require_output=False)[0]
         if done is not None:
             out.append({**done["counts"], "skipped": True})
@@ -511,7 +519,7 @@ def all_in_one_unit(shards: list[ShardRef], work: str, cfg: DedupConfig, key: st
 def _reset_work(work: str, key: str, storage_options: dict[str, Any] | None) -> None:
     """Start the dedup work over when its input or parameters changed (the key is the digest
     of every input shard's key and the dedup settings)."""
-    marker = Marker(work, storage_options, path=join(work, "_done", "inputs.json"))
+    marker = Marker(join(work, "inputs"), storage_options)
     if marker.check(key, require_output=False)[0] is not None:
         return
     fs, path = filesystem(work, storage_options)
@@ -527,6 +535,7 @@ class DedupStage(CorpusStage[DedupConfig]):
     name = STAGE
     config_model = DedupConfig
     order = 100
+    output_dir = DEDUPED_DIR
     summary = "MinHash near-dedup across all shards: signatures -> band buckets -> connected components -> filter."
 
     @classmethod
@@ -540,7 +549,7 @@ class DedupStage(CorpusStage[DedupConfig]):
             # An index rebuilt at the same path changes its own work marker: this run is redone.
             so = env.storage_options if env is not None else None
             try:
-                out["index_markers"] = path_stamps([join(p, "_done", "inputs.json") for p in section.index], so)
+                out["index_markers"] = path_stamps([marker_path(join(p, "inputs")) for p in section.index], so)
             except (OSError, ValueError):
                 out["index_markers"] = "unreadable"  # check_index says why, before work
         return out

@@ -9,10 +9,10 @@ from pydantic import Field, field_validator
 
 from winnow.config import StrictModel, path_field
 from winnow.document import Document
-from winnow.charset import decode_html
 from winnow.extract import get_extractor
 from winnow.filters.safety_lists import SAFETY_LISTS, SafetyListError, SafetyLists, load_safety_lists
 from winnow.filters.url import UrlFilter, read_list_file
+from winnow.sandbox import ChildError, Sandbox, SandboxError
 from winnow.shardio import open_binary
 from winnow.stage import SourceStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
@@ -58,6 +58,17 @@ class IngestConfig(StageConfig):
     min_text_chars: int = Field(1, ge=0, description="Extracted text shorter than this is dropped (empty_text).")
     max_text_chars: int = Field(1_000_000, ge=1,
                                 description="Extracted text longer than this is dropped (text_too_long).")
+    max_page_bytes: int = Field(10_000_000, ge=1024,
+                                description="HTTP bodies larger than this after Content-Encoding decoding are "
+                                            "dropped before any parsing (page_too_large; decoded_too_large when "
+                                            "found while decoding).")
+    extract_timeout_s: float = Field(5.0, gt=0,
+                                     description="Time budget of one page's charset decoding and extraction, "
+                                                 "run in a worker process; a page over it is dropped "
+                                                 "(extraction_timeout) and the worker killed and replaced.")
+    extract_memory_mb: int = Field(2048, ge=256,
+                                   description="Address-space limit of that worker; a page that needs more is "
+                                               "dropped (extraction_memory) and the worker replaced.")
     url_filter: UrlFilterConfig = Field(default_factory=UrlFilterConfig)
 
     @field_validator("allowed_mime_types")
@@ -85,10 +96,26 @@ def _sniff_html(body: bytes) -> bool:
         or b"<html" in head or b"<body" in head
 
 
+_WARMUP_PAGE = b"<html><body><p>warm-up</p></body></html>"
+
+
+def extraction_sandbox(cfg: IngestConfig) -> Sandbox:
+    """The worker process that decodes and extracts pages under the config's time and memory
+    bounds (started at its first page, with the extractor already imported)."""
+    get_extractor(cfg.extractor)  # an unknown name fails here, not in the worker
+    return Sandbox("winnow.extract:extract_page", cfg.extract_timeout_s, cfg.extract_memory_mb,
+                   warmup=(_WARMUP_PAGE, None, cfg.extractor))
+
+
 def ingest(responses: Iterable[HttpResponse], cfg: IngestConfig, stats: StageStats,
-           url_filter: UrlFilter | None = None, source: str | None = None) -> Iterator[Document]:
-    """HTTP responses -> Documents. Every response is either yielded or counted as dropped."""
-    extract = get_extractor(cfg.extractor)
+           url_filter: UrlFilter | None = None, source: str | None = None,
+           sandbox: Sandbox | None = None) -> Iterator[Document]:
+    """HTTP responses -> Documents. Every response is either yielded or counted as dropped.
+    Pages are decoded and extracted in ``sandbox`` (one of this call's own when None)."""
+    if sandbox is None:
+        with extraction_sandbox(cfg) as own:
+            yield from ingest(responses, cfg, stats, url_filter, source, own)
+        return
     url_filter = url_filter or build_url_filter(cfg)
     allowed_mimes = frozenset(cfg.allowed_mime_types)
     allowed_status = frozenset(cfg.allowed_status)
@@ -115,15 +142,21 @@ def ingest(responses: Iterable[HttpResponse], cfg: IngestConfig, stats: StageSta
         elif resp.mime not in allowed_mimes:
             stats.drop("not_html", size, f"{resp.url}: Content-Type {resp.mime}")
             continue
+        if len(resp.body) > cfg.max_page_bytes:
+            stats.drop("page_too_large", size, f"{resp.url}: {len(resp.body):,} bytes", bad_input=True)
+            continue
         if not resp.body.strip():
             stats.drop("empty_page", size, f"{resp.url}: empty body")
             continue
         try:
-            html, encoding = decode_html(resp.body, resp.charset)
-            text = extract(html)
-        except Exception as exc:  # noqa: BLE001 - one bad page must not end the shard
-            stats.drop("extraction_error", size, f"{resp.url}: {type(exc).__name__}: {exc}", bad_input=True)
+            text, encoding, counters = sandbox(resp.body, resp.charset, cfg.extractor)
+        except SandboxError as exc:  # the worker was killed; the next page gets a new one
+            stats.drop(f"extraction_{exc.reason}", size, f"{resp.url}: {exc}", bad_input=True)
             continue
+        except ChildError as exc:  # one bad page must not end the shard
+            stats.drop("extraction_error", size, f"{resp.url}: {exc}", bad_input=True)
+            continue
+        stats.counters.update(counters)
         if len(text) < cfg.min_text_chars:
             stats.drop("empty_text", size, f"{resp.url}: no main text extracted")
             continue
@@ -146,13 +179,14 @@ def ingest(responses: Iterable[HttpResponse], cfg: IngestConfig, stats: StageSta
 
 
 def ingest_warc(path: str, cfg: IngestConfig, stats: StageStats, storage_options: dict | None = None,
-                url_filter: UrlFilter | None = None) -> Iterator[Document]:
+                url_filter: UrlFilter | None = None, sandbox: Sandbox | None = None) -> Iterator[Document]:
     """Open one WARC file (local or remote) and run the ingest stage over it. A file that
     cannot be opened raises: its shard fails and is retried on the next run, never marked done
     with the file's documents missing."""
     with open_binary(path, storage_options) as fh:
-        yield from ingest(iter_http_responses(fh, stats, path, cfg.max_record_bytes), cfg, stats,
-                          url_filter, path)
+        yield from ingest(iter_http_responses(fh, stats, path, cfg.max_record_bytes,
+                                              max_body_bytes=cfg.max_page_bytes),
+                          cfg, stats, url_filter, path, sandbox)
 
 
 @register
@@ -167,6 +201,9 @@ class IngestStage(SourceStage[IngestConfig]):
     def __init__(self, section: IngestConfig, env: StageEnv) -> None:
         super().__init__(section, env)
         self.url_filter = build_url_filter(section, env.storage_options)
+        # One extraction worker per shard reader, shared by the shard's files; it ends when the
+        # reader is dropped at the end of the shard, or at once when reading fails or stops.
+        self.sandbox = extraction_sandbox(section)
 
     @classmethod
     def check(cls, section: IngestConfig, env: StageEnv) -> None:
@@ -190,4 +227,8 @@ class IngestStage(SourceStage[IngestConfig]):
                 raise StageError(f"ingest.url_filter.safety_lists: {exc}") from None
 
     def read(self, path: str, stats: StageStats) -> Iterator[Document]:
-        return ingest_warc(path, self.cfg, stats, self.env.storage_options, self.url_filter)
+        try:
+            yield from ingest_warc(path, self.cfg, stats, self.env.storage_options, self.url_filter, self.sandbox)
+        except BaseException:  # an error, Ctrl-C, or the consumer stopped early (GeneratorExit)
+            self.sandbox.close()
+            raise

@@ -1,9 +1,10 @@
 """Language-ID stage: annotate each document with its top language and score; keep the
-languages asked for, above a global or per-language score threshold (FineWeb-2 style)."""
+languages asked for, above a global or per-language score threshold (FineWeb-2 style: with a
+GlotLID model, FineWeb-2's own per-language language_score unless told otherwise)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -11,6 +12,7 @@ from pydantic import Field
 from winnow.config import path_field
 from winnow.document import Document
 from winnow.filters.lid import FastTextLID, ModelError, load_thresholds
+from winnow.filters.multilingual import LanguageSettingsError, glotlid_language_scores
 from winnow.report import bar_chart, counter_items, section
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
@@ -30,13 +32,21 @@ class LidConfig(DocumentStageConfig):
     calibrated_thresholds: bool = Field(
         False, description="Use winnow's calibrated per-language thresholds for lid.176 "
                            "(winnow/models/lid176_thresholds.json) where `thresholds` has none.")
+    apply_language_score: bool = Field(
+        True, description="With a GlotLID model (labels such as deu_Latn): drop documents below FineWeb-2's "
+                          "per-language language_score (filters/data/fineweb2/, e.g. deu_Latn 0.821), as FineWeb-2 "
+                          "does, where `thresholds` has none. false: annotate the score only. lid.176 labels "
+                          "never get it (their scores are on another scale).")
     max_chars: int = Field(10_000, ge=16, description="Characters of each document given to the model.")
 
 
-def effective_thresholds(cfg: LidConfig) -> dict[str, float]:
-    """Per-language thresholds: explicit ones win over the calibrated table."""
+def effective_thresholds(cfg: LidConfig, labels: Iterable[str] = ()) -> dict[str, float]:
+    """Per-language thresholds for a model with these labels: explicit ones win over FineWeb-2's
+    language_score (GlotLID labels), which wins over the calibrated lid.176 table."""
     table = load_thresholds() if cfg.calibrated_thresholds else {}
-    return {**table, **cfg.thresholds}
+    fineweb2 = glotlid_language_scores() if cfg.apply_language_score else {}
+    known = set(labels)
+    return {**table, **{lab: t for lab, t in fineweb2.items() if lab in known}, **cfg.thresholds}
 
 
 @register
@@ -51,8 +61,8 @@ class LidStage(DocumentStage[LidConfig]):
         super().__init__(section, env)
         try:
             self.lid = FastTextLID(section.model_path, section.max_chars)
-            self.per_lang = effective_thresholds(section)
-        except ModelError as exc:
+            self.per_lang = effective_thresholds(section, self.lid.labels)
+        except (ModelError, LanguageSettingsError) as exc:
             raise StageError(f"lid: {exc}") from None
         unknown = sorted(set(section.keep) - self.lid.labels)
         if unknown:

@@ -9,8 +9,9 @@ documents, and each group is tokenized and packed by its own task into
 ``train-GGGGG-PPPPP.parquet`` files (group G, part P) and its done-marker. Best-fit works per
 buffer anyway, so this costs at most a partly filled last sequence per group; the groups
 depend only on the input and the settings, so the output does not depend on the worker
-count. The last step only reads the groups' markers and writes ``_manifest.json`` and the
-dataset card ``_README.md`` (the ``_`` keeps them out of pyarrow/datasets folder reads).
+count. The last step only reads the groups' markers and writes ``__meta__/manifest.json`` and
+the dataset card ``__meta__/README.md``: a ``__`` folder is what both pyarrow and ``datasets``
+leave out of a folder read (``datasets`` reads a top-level ``_manifest.json`` as Parquet).
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from winnow.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerError, load_
 STAGE = "pack"
 PACKED_DIR = "packed"
 MEGATRON_DIR = "megatron"
-MANIFEST = "_manifest.json"
-CARD = "_README.md"
+META_DIR = "__meta__"
+MANIFEST = f"{META_DIR}/manifest.json"
+CARD = f"{META_DIR}/README.md"
 
 SEQUENCE_SCHEMA = pa.schema([
     pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
@@ -260,7 +262,7 @@ class _PartWriter:
 
 def group_marker(out_dir: str, group: int, so: dict[str, Any] | None) -> Marker:
     """The done-marker of one pack group."""
-    return Marker(join(out_dir, f"group-{group:05d}"), so, path=join(out_dir, "_done", f"group-{group:05d}.json"))
+    return Marker(join(out_dir, f"group-{group:05d}"), so)
 
 
 def pack_group(group: int, shards: list[ShardRef], out_dir: str, cfg: PackConfig, key: str,

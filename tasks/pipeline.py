@@ -68,6 +68,7 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
     merged = dict(overrides or {})
     if stages:
         merged.update(stage_overrides(stages))
+        merged["only_stages"] = list(stages)
     return load_yaml_config(WinnowConfig, path, merged, storage_options)
 
 

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from winnow.config import StrictModel, path_field
 from winnow.document import Document
 from winnow.filters.lid import ModelError
-from winnow.filters.multilingual import LanguageSettingsError, settings_for
+from winnow.filters.multilingual import LanguageSettingsError, bundled_configs, settings_for
 from winnow.filters.quality import RULESETS, apply_rules, build_rulesets
 from winnow.filters.quality_classifier import QualityClassifier
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
@@ -75,6 +75,21 @@ class QualityStage(DocumentStage[QualityConfig]):
     order = 20
     summary = ("Gopher repetition + Gopher quality + C4 + FineWeb rules (datatrove's) with per-language "
                "settings (FineWeb-2), then an optional fastText quality classifier (`winnow train-quality`).")
+
+    @classmethod
+    def settings(cls, section: QualityConfig, env: StageEnv | None = None) -> dict[str, Any]:
+        out = super().settings(section, env)
+        # Another segmenter (jieba, Sudachi and its dictionary, Kiwi, ...) or version gives other
+        # words, so other decisions: the tokenizer of every language this run can meet is in the key.
+        labels = [section.language, *(bundled_configs() if section.per_language else ())]
+        try:
+            keys = {settings_for(label).name: settings_for(label).tokenizer_key for label in labels}
+            if section.per_language:
+                keys["other"] = settings_for("und").tokenizer_key  # languages without bundled settings
+        except (LanguageSettingsError, ValueError) as exc:  # the stage's own start reports it, before work
+            keys = {"unavailable": str(exc)}
+        out["word_tokenizers"] = keys
+        return out
 
     def __init__(self, section: QualityConfig, env: StageEnv) -> None:
         super().__init__(section, env)

@@ -407,6 +407,7 @@ class RephraseStage(CorpusStage[RephraseConfig]):
     name = STAGE
     config_model = RephraseConfig
     order = 200
+    output_dir = REPHRASED_DIR
     summary = "WRAP rephrasing: an instruction LLM rewrites documents in styles (OpenAI-compatible or in-process)."
 
     @classmethod

@@ -16,9 +16,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from winnow.config import PipelineConfig
+from winnow.config import ConfigError, PipelineConfig
 from winnow.document import Document
-from winnow.resume import Marker, Mismatch, ShardRef, ShardResult, work_key
+from winnow.resume import Marker, Mismatch, ShardRef, ShardResult, finished_shard, shard_files, work_key
 from winnow.shardio import InputFile, ShardWriter, input_format
 from winnow.stage import DocumentStage, SourceStage, StageConfig, StageEnv, get
 from winnow.stats import StageStats
@@ -160,6 +160,54 @@ def process_batch(jobs: list[ShardJob], plan: ShardPlan, retries: int = 1) -> li
                 log.debug("shard %s failed:\n%s", job.label, traceback.format_exc())
                 out.append(ShardOutcome(job.index, None, f"{type(exc).__name__}: {exc}"))
     return out
+
+
+class WouldReplace(ConfigError):
+    """A run limited with --stages would rewrite what stages it does not run wrote: refused
+    before any work, in one line that says what it would destroy and how to go on."""
+
+
+def earlier_documents(jobs: list[ShardJob], plan: ShardPlan, only: list[str]) -> list[ShardResult] | None:
+    """What a run limited to ``only`` does with the document shards an earlier run left in
+    OUTPUT/documents. None: they are this run's to write (there are none, or it runs every
+    document stage that made them; its own changed settings redo them as usual). The earlier
+    shards as this run's documents, read in place, when it runs no document stage and they were
+    read from the same input files. Anything else would replace curated documents with ones
+    that lack the earlier stages' work: WouldReplace."""
+    if not jobs:
+        return None
+    folder = posixpath.dirname(jobs[0].output)
+    files = shard_files(folder, plan.storage_options)
+    if not files:
+        return None
+    found = {posixpath.basename(path): finished_shard(path, plan.storage_options) for path in files}
+    made_by = sorted({name for done in found.values() if done is not None
+                      for name in done[1].get("settings", {}).get("order", [])})
+    running = [name for name, _ in plan.stages]
+    what = f"{folder} ({len(files)} shard(s) made by {', '.join(made_by) or 'no document stage'})"
+    if set(made_by) <= set(running) and (running or not made_by):
+        return None
+    if running:
+        missing = [name for name in made_by if name not in running]
+        raise WouldReplace(f"--stages {','.join(only)} would replace {what} with documents that "
+                           f"{', '.join(running)} alone made: add {','.join(missing)} to --stages, or write to "
+                           "another --output")
+    kept: list[ShardResult] = []
+    for job in jobs:
+        done = found.get(job.label)
+        record = done[1] if done is not None else {}
+        if done is None or record.get("inputs") != [[f.path, f.stamp] for f in job.inputs] \
+                or record.get("settings", {}).get("sources") != plan.settings["sources"]:
+            why = "unfinished" if done is None else "other input files or reader settings"
+            raise WouldReplace(f"--stages {','.join(only)} runs no document stage, and {what} was not made from "
+                               f"these inputs ({job.label}: {why}); rewriting it would lose that work: rerun with "
+                               f"the document stages ({', '.join(made_by)}) or write to another --output")
+        kept.append(ShardResult(done[0], record.get("stats", {}), skipped=True))
+    if len(files) != len(jobs):
+        raise WouldReplace(f"--stages {','.join(only)} runs no document stage, and {what} holds other shards "
+                           f"than these {len(jobs)} input shard(s): rerun with the document stages "
+                           f"({', '.join(made_by)}) or write to another --output")
+    return kept
 
 
 def mismatch_note(mismatches: list[Mismatch]) -> str | None:

@@ -9,21 +9,33 @@ unreachable storage, output in use by another run); 130 interrupted (Ctrl-C: rer
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
+import click
 import typer
 import yaml
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperCommand
+
+from winnow import watchdog as watchdog_module
+from winnow.stats import plural
+from winnow.text_safety import printable
+
+T = TypeVar("T")
 
 err = Console(stderr=True, soft_wrap=True)  # error messages carry paths: never wrap them
 out = Console(soft_wrap=True)
@@ -50,7 +62,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: paragraphs are re-flowed to the terminal's width (rich mode kept the
+    # docstrings' line breaks and broke sentences mid-line) and metavars read CONFIG, PATH, N.
+    rich_markup_mode=None,
 )
+
+
+class _Command(TyperCommand):
+    """Usage lines as click writes them: `winnow run [OPTIONS] CONFIG`, not typer's `{CONFIG}`."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
 
 
 def _show_version(value: bool) -> None:
@@ -71,9 +93,16 @@ def main_options(
     _Options.quiet, _Options.verbose = quiet, verbose
 
 
+def say(*parts: str | tuple[str, str], console: Console | None = None) -> None:
+    """Print parts (text, or (text, style)) as one message. Paths, values and record content are
+    printed literally, never read as rich markup, with control characters escaped."""
+    (console or err).print(Text.assemble(*((printable(p), "") if isinstance(p, str) else (printable(p[0]), p[1])
+                                           for p in parts)), highlight=False)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """One red line and an exit code: a user sees what to fix, never a traceback."""
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    say(("error:", "red"), " ", message)
     raise typer.Exit(code)
 
 
@@ -101,52 +130,142 @@ def _prefect_env() -> None:
     logging.getLogger("prefect.server.services.task_run_recorder").setLevel(logging.CRITICAL)
 
 
+INTERRUPTED = "interrupted; rerun to resume"
+# Ctrl-C and SIGTERM (timeout, Kubernetes, Slurm, Prefect cancellation): the same stop, the
+# usual statuses.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How long the run's own handler may take to answer a signal before the watchdog stops the run
+# from outside (a C extension holding the interpreter lock).
+WATCHDOG_GRACE_S = 3.0
+
+
 @contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """Ctrl-C: one line, status 130, within a second or two. Every write is atomic (temp file +
-    rename) and every finished shard has its marker, so stopping at once loses nothing: the
-    rerun removes the temp files and redoes only unfinished work. Waiting for worker threads,
-    process pools or a dying server is what made Ctrl-C hang for minutes."""
+def _interruptible(lock_path: str = "") -> Iterator[None]:
+    """Ctrl-C or SIGTERM: one line, status 130 or 143, within a second or two. Every write is
+    atomic (temp file + rename) and every finished shard has its marker, so stopping at once
+    loses nothing: the rerun removes the temp files and redoes only unfinished work. Waiting
+    for worker threads, process pools or a dying server is what made Ctrl-C hang for minutes.
+    A watchdog process stops the run when its main thread cannot answer (winnow/watchdog.py)."""
+    main_pid = os.getpid()
+    signal_r, signal_w = os.pipe()
+    os.set_blocking(signal_w, False)
+    watchdog = subprocess.Popen(
+        [sys.executable, "-I", str(Path(watchdog_module.__file__)), str(main_pid), str(signal_r),
+         str(WATCHDOG_GRACE_S), lock_path, f"\n{INTERRUPTED}\n"],
+        pass_fds=(signal_r,), stdin=subprocess.DEVNULL, start_new_session=True)
+    os.close(signal_r)
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        err.print("\n[yellow]interrupted; rerun to resume[/yellow]", highlight=False)
-        _kill_children()  # first: no worker process writes after the lock is released
-        with contextlib.suppress(Exception):
-            from winnow.lock import release_all  # noqa: PLC0415 - only on the way out
+    def on_signal(signum: int, frame: Any) -> None:
+        if os.getpid() != main_pid:  # a forked child: its parent reports and cleans up
+            os._exit(128 + signum)
+        with contextlib.suppress(OSError):
+            os.write(signal_w, bytes([watchdog_module.HANDLED]))
+        _exit_now(128 + signum, Text(f"\n{INTERRUPTED}", style="yellow"), spare={watchdog.pid})
 
-            release_all()
-        with contextlib.suppress(Exception):
-            from winnow.flows.runtime import stop_temporary_server  # noqa: PLC0415 - only on the way out
-
-            stop_temporary_server()
-        sys.stderr.flush()
-        os._exit(130)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
+    for s in _STOP_SIGNALS:
+        _reset_after_first_delivery(s)
+    previous_fd = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.set_wakeup_fd(previous_fd)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        os.close(signal_w)  # the watchdog sees the pipe close and exits
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            watchdog.wait(timeout=2)
 
 
-def _kill_children() -> None:
-    """SIGKILL every process descended from this one (pool and Dask workers, which ignore
-    SIGINT): they would otherwise go on writing or print tracebacks after winnow exited."""
-    me = os.getpid()
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    descendants: set[int] = set()
-    frontier = {me}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier} - descendants
-        descendants |= frontier
-    for pid in descendants:
+def _exit_now(code: int, line: Text, spare: set[int] | None = None) -> NoReturn:
+    """Stop the run at once, from any thread, losing nothing: freeze every worker process first
+    (a shard whose extraction child died would count its page as a crash and be marked done),
+    finish the progress line, print ``line``, release the output lock, stop the temporary
+    server, then kill the frozen workers and exit with ``code``. Finished work is kept (atomic
+    writes); unfinished work is redone by the rerun."""
+    # Only what this run already imported: importing Prefect on the way out would take seconds.
+    runtime, lock = sys.modules.get("winnow.flows.runtime"), sys.modules.get("winnow.lock")
+    spare = set(spare or ())
+    server: set[int] = set()
+    with contextlib.suppress(Exception):
+        server = runtime.temporary_server_pids() if runtime else set()
+    _signal_children(signal.SIGSTOP, spare | server)
+    with contextlib.suppress(Exception):
+        if runtime:
+            runtime.stop_display()
+    err.print(line, highlight=False)
+    with contextlib.suppress(Exception):
+        if lock:
+            lock.release_all()
+    with contextlib.suppress(Exception):
+        if runtime:
+            runtime.stop_temporary_server()
+    sys.stderr.flush()
+    # From here to the exit no other thread of this process runs (os.kill keeps the GIL).
+    sys.setswitchinterval(1000)
+    _signal_children(signal.SIGKILL, spare)
+    os._exit(code)
+
+
+def _output_vanished(message: str) -> None:
+    """The heartbeat found the output folder gone: one line, exit 1, now (not after minutes of
+    retried writes into a folder that is not there)."""
+    _exit_now(1, Text.assemble(("error:", "red"), " ", printable(message)))
+
+
+class _Sigaction(ctypes.Structure):
+    # glibc's struct sigaction (Linux): handler, 1024-bit mask, flags, restorer.
+    _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * (1024 // (8 * ctypes.sizeof(ctypes.c_ulong)))),
+                ("flags", ctypes.c_uint), ("restorer", ctypes.c_void_p)]
+
+
+_SA_RESETHAND = 0x80000000
+
+
+def _reset_after_first_delivery(signum: int) -> None:
+    """Keep Python's handler for ``signum`` but let the kernel reset it to the default after
+    one delivery (SA_RESETHAND): when the main thread cannot run the handler, the watchdog's
+    second signal then ends the run with the usual status (143 for SIGTERM) instead of SIGKILL's
+    137. Linux with glibc; elsewhere the watchdog's fallback is SIGKILL."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        act = _Sigaction()
+        if libc.sigaction(signum, None, ctypes.byref(act)) == 0 and act.handler:
+            act.flags |= _SA_RESETHAND
+            libc.sigaction(signum, ctypes.byref(act), None)
+
+
+def _signal_children(signum: int, spare: set[int]) -> None:
+    """Send ``signum`` to every process descended from this one but ``spare`` (pool and Dask
+    workers, which ignore SIGINT; extraction sandboxes): killed, they cannot go on writing or
+    print tracebacks after winnow exited."""
+    for pid in watchdog_module.descendants(os.getpid()) - spare:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signum)
+
+
+def _in_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a helper thread while the main thread only waits: Prefect installs its own
+    SIGTERM handler (a crash report, no resume note) when a flow starts in the main thread, and
+    the main thread stays free to answer signals."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(work())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="winnow-run", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.25)
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def _storage_options(value: str | None) -> dict[str, Any]:
@@ -178,7 +297,13 @@ def _execute(cfg: Any) -> None:
         enabled_checks,
         plan_run,
     )
-    from winnow.flows.runtime import PhaseFailed, configure_display, ensure_api  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.flows.runtime import (  # noqa: PLC0415 - imported on use: --help and --version stay instant
+        PhaseFailed,
+        configure_display,
+        ensure_api,
+        quiet_console,
+    )
+    from winnow.lock import LOCK_NAME, OutputVanished, on_vanished  # noqa: PLC0415 - imported on use: --help and --version stay instant
     from winnow.stage import StageEnv  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     try:
@@ -191,17 +316,23 @@ def _execute(cfg: Any) -> None:
     except (ConfigError, InputError, StorageError, StageError, LockHeld) as exc:
         fail(str(exc))
     for note in plan.notes:
-        err.print(f"[yellow]warning:[/yellow] {note}", highlight=False)
+        say(("warning:", "yellow"), " ", note)
     if not _Options.quiet:
-        err.print(f"winnow {_version()}: {len(plan.listing.files)} input file(s) in {len(plan.jobs)} shard(s) "
-                  f"-> {cfg.output}", highlight=False)
+        say(f"winnow {_version()}: {plural(len(plan.listing.files), 'input file')} in "
+            f"{plural(len(plan.jobs), 'shard')} -> {cfg.output}")
     configure_display(err, enabled=not _Options.quiet, show_summary=not _Options.quiet,
                       echo_notes=_console_level() == "WARNING")
-    with _interruptible():
+    # These end the run with one line of their own below: Prefect's ERROR line and traceback for
+    # them would say the same in 20 lines; the notes printed above are not repeated either.
+    quiet_console(expected=(ShardFailures, PhaseFailed, NothingRead, OutputVanished, ConfigError, StageError,
+                            LockHeld, StorageError, InputError), shown=plan.notes, verbose=_Options.verbose)
+    local = "://" not in cfg.output or cfg.output.startswith("file://")
+    lock_path = os.path.join(cfg.output.removeprefix("file://"), LOCK_NAME) if local else ""
+    on_vanished(_output_vanished)
+    with _interruptible(lock_path):
         try:
-            ensure_api(cfg.runner)
-            summary = curate(cfg, checked=cfg.runner.kind == "threads")
-        except (ShardFailures, PhaseFailed, NothingRead) as exc:
+            summary = _in_thread(lambda: _run_flow(cfg, ensure_api, curate))
+        except (ShardFailures, PhaseFailed, NothingRead, OutputVanished) as exc:
             fail(str(exc), code=1)
         except (ConfigError, StageError, LockHeld, StorageError, InputError) as exc:
             fail(str(exc))
@@ -212,19 +343,37 @@ def _execute(cfg: Any) -> None:
     _done(summary, cfg)
 
 
+def _run_flow(cfg: Any, ensure_api: Callable[[Any], Any], curate: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Start what the run needs, saying so on a terminal (a minute can pass before the first
+    bar moves), then the flow."""
+    if not os.environ.get("PREFECT_API_URL"):
+        _status("starting a temporary Prefect server ...")
+    ensure_api(cfg.runner)
+    if cfg.runner.kind != "threads":
+        _status(f"starting {plural(cfg.runner.workers, 'worker process', 'worker processes')} ({cfg.runner.kind}); "
+                "each imports the stages and loads their models before the first shard ...")
+    return curate(cfg, checked=cfg.runner.kind == "threads")
+
+
+def _status(message: str) -> None:
+    """What the run is doing while nothing else moves, on a terminal (off one, Prefect's log
+    lines say it)."""
+    if err.is_terminal and not _Options.quiet:
+        say((message, "dim"))
+
+
 def _done(summary: dict[str, Any], cfg: Any) -> None:
-    err.print(f"\n[green]done.[/green] {summary['rows']:,} documents in [bold]{summary['output']}[/bold]")
+    say("\n", ("done.", "green"), f" {plural(summary['rows'], 'document')} in ", (summary["output"], "bold"))
     if _Options.quiet:
         return
     if summary.get("dedup"):
         d = summary["dedup"]
-        err.print(f"deduplicated: {d['removed']:,} near-duplicates removed ({d['clusters']:,} clusters) -> "
-                  f"[bold]{os.path.join(cfg.output, 'deduped')}[/bold]")
+        say(f"deduplicated: {plural(d['removed'], 'near-duplicate')} removed ({plural(d['clusters'], 'cluster')}) -> ",
+            (os.path.join(cfg.output, "deduped"), "bold"))
     if summary.get("packed"):
         p = summary["packed"]
-        err.print(f"training sequences: [bold]{p['output']}[/bold] ({len(p['shards'])} file(s), _manifest.json)")
-    err.print(f"run summary: {os.path.join(cfg.output, 'summary.md')}, report: "
-              f"{os.path.join(cfg.output, 'report.html')}", highlight=False)
+        say("training sequences: ", (p["output"], "bold"), f" ({plural(len(p['shards']), 'file')}, _manifest.json)")
+    say(f"run summary: {os.path.join(cfg.output, 'summary.md')}, report: {os.path.join(cfg.output, 'report.html')}")
 
 
 def _load(config: str | None, overrides: dict[str, Any], stages: str | None,
@@ -239,22 +388,26 @@ def _load(config: str | None, overrides: dict[str, Any], stages: str | None,
         fail(str(exc))
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
-    config: Annotated[str, typer.Argument(help="YAML config file, local or s3:// (see examples/demo.yaml).")],
+    config: Annotated[str, typer.Argument(metavar="CONFIG",
+                                          help="YAML config file, local or s3:// (see examples/demo.yaml).")],
     input: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", help="Input file/dir/glob (local or s3://); repeat for several. Replaces the "
-                              "config's.")] = None,
-    output: Annotated[str | None, typer.Option("--output", "-o",
+        "--input", "-i", metavar="PATH",
+        help="Input file/dir/glob (local or s3://); repeat for several. Replaces the config's.")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", metavar="DIR",
                                                help="Output directory; replaces the config's.")] = None,
-    runner: Annotated[str | None, typer.Option(help="threads, processes or dask.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Tasks run at the same time.")] = None,
+    runner: Annotated[str | None, typer.Option(metavar="KIND", help="threads, processes or dask.")] = None,
+    workers: Annotated[int | None, typer.Option(metavar="N", help="Tasks run at the same time.")] = None,
     dask_address: Annotated[str | None, typer.Option(
+        metavar="ADDRESS",
         help="Scheduler of an existing Dask cluster (tcp://HOST:8786); implies --runner dask.")] = None,
     stages: Annotated[str | None, typer.Option(
+        metavar="STAGES",
         help="Run only these stages, comma-separated (`winnow stages` lists them; e.g. --stages dedup on "
              "Parquet input).")] = None,
     storage_options: Annotated[str | None, typer.Option(
+        metavar="JSON",
         help="JSON fsspec options for the paths of the run, merged into the config's storage_options "
              "(keys given here win, nested dicts merged), and for reading an s3:// config.")] = None,
 ) -> None:
@@ -274,10 +427,10 @@ def run(
     _execute(_load(config, overrides, stages, so))
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
-    output: Annotated[str, typer.Option("--output", "-o", help="Output directory.")] = "demo-output",
-    workers: Annotated[int | None, typer.Option(help="Tasks run at the same time.")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", metavar="DIR", help="Output directory.")] = "demo-output",
+    workers: Annotated[int | None, typer.Option(metavar="N", help="Tasks run at the same time.")] = None,
 ) -> None:
     """Curate the sample WARCs shipped with winnow (real crawl data: Common Crawl, ClueWeb, gov.uk,
     ...) with the demo config: ingest, LID (English), quality rules, PII masking, MinHash dedup,
@@ -289,7 +442,7 @@ def demo(
     _execute(_load(str(config), {"output": output, "runner.workers": workers}, None))
 
 
-@app.command()
+@app.command(cls=_Command)
 def stages() -> None:
     """List the pipeline stages in order and every configuration field, with its default."""
     from pydantic import BaseModel  # noqa: PLC0415 - imported on use: --help and --version stay instant
@@ -307,15 +460,15 @@ def stages() -> None:
         return repr(field.default)
 
     def show(title: str, model: type[BaseModel], prefix: str) -> None:
-        out.print(f"\n[bold]{title}[/bold]", highlight=False)
+        say("\n", (title, "bold"), console=out)
         nested = []
         for name, field in model.model_fields.items():
             annotation = field.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 nested.append((name, annotation))
                 continue
-            out.print(f"  [cyan]{prefix}{name}[/cyan] = {default_of(field)}\n      {field.description or ''}",
-                      highlight=False)
+            say("  ", (f"{prefix}{name}", "cyan"), f" = {default_of(field)}\n      {field.description or ''}",
+                console=out)
         for name, sub in nested:
             if sub is not RunnerConfig:
                 show(f"{prefix}{name}", sub, f"{prefix}{name}.")
@@ -325,7 +478,7 @@ def stages() -> None:
               "corpus": "over all shards"}
     out.print("Stages, in pipeline order:", highlight=False)
     for s in registry:
-        out.print(f"  [bold]{s.name:<10}[/bold] ({labels[s.kind]}) {s.summary}", highlight=False)
+        say("  ", (f"{s.name:<10}", "bold"), f" ({labels[s.kind]}) {s.summary}", console=out)
     out.print("\nSmall input files are grouped into shards of about shard_size_mb (one task, output file and "
               "done-marker each); runner.max_tasks bounds the task runs per phase.", highlight=False)
     show("top level", PipelineConfig, "")
@@ -335,13 +488,14 @@ def stages() -> None:
             show(s.name, s.config_model, f"{s.name}.")
 
 
-@app.command()
+@app.command(cls=_Command)
 def report(
-    output: Annotated[str, typer.Argument(help="Output folder of a winnow run (local or s3://).")],
+    output: Annotated[str, typer.Argument(metavar="OUTPUT", help="Output folder of a winnow run (local or s3://).")],
     storage_options: Annotated[str | None, typer.Option(
+        metavar="JSON",
         help="JSON fsspec options for an s3:// folder, e.g. '{\"client_kwargs\": {\"endpoint_url\": ...}}'.")] = None,
     config: Annotated[str | None, typer.Option(
-        help="Take the storage options from this run config instead.")] = None,
+        metavar="CONFIG", help="Take the storage options from this run config instead.")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a browser.")] = False,
 ) -> None:
     """Write OUTPUT/report.html: a self-contained page (inline SVG plots, no network) with the funnel
@@ -363,7 +517,7 @@ def report(
         if message is None and not isinstance(exc, (OSError, StorageError)):
             raise
         fail(message or f"{output}: {exc}")
-    err.print(f"report written to [bold]{path}[/bold]", highlight=False)
+    say("report written to ", (path, "bold"))
     if open_browser and "://" not in path:
         import webbrowser  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
@@ -422,19 +576,22 @@ def _prefect_file_for(prefect_file: Path | None, config: str | None, cron: str |
     return tmp
 
 
-@app.command()
+@app.command(cls=_Command)
 def deploy(
     config: Annotated[str | None, typer.Option(
+        metavar="CONFIG",
         help="Config file every deployment runs (made absolute; or s3://...). Default: the bundled demo "
              "config.")] = None,
     name: Annotated[list[str] | None, typer.Option(
-        "--name", "-n", help="Only these deployments (e.g. curate); repeatable. Default: all.")] = None,
+        "--name", "-n", metavar="NAME", help="Only these deployments (e.g. curate); repeatable. Default: all.")] = None,
     cron: Annotated[str | None, typer.Option(
+        metavar="CRON",
         help="Schedule with this cron expression (UTC), active, e.g. '0 3 * * *': the --name deployments, "
              "or `curate` alone without --name.")] = None,
-    pool: Annotated[str, typer.Option(help="Process work pool the deployments use; created when missing.")] = "winnow",
+    pool: Annotated[str, typer.Option(metavar="POOL",
+                                      help="Process work pool the deployments use; created when missing.")] = "winnow",
     prefect_file: Annotated[Path | None, typer.Option(
-        help="Deployment definitions (default: the bundled deploy/prefect.yaml).")] = None,
+        metavar="FILE", help="Deployment definitions (default: the bundled deploy/prefect.yaml).")] = None,
 ) -> None:
     """Register winnow's Prefect deployments (full curation, single stages) on a Prefect server.
 
@@ -452,20 +609,27 @@ def deploy(
     if not PREFECT_API_URL.value():
         fail("PREFECT_API_URL is not set. Deployments live on a Prefect server: start one (`prefect server "
              "start`, or deploy/docker-compose.yml) and `export PREFECT_API_URL=http://127.0.0.1:4200/api`.")
+    from winnow.config import ConfigError  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.flows.runtime import check_api  # noqa: PLC0415 - imported on use: --help and --version stay instant
+
+    try:
+        check_api(str(PREFECT_API_URL.value()))  # the same line and status as `winnow run`: refused before work
+    except ConfigError as exc:
+        fail(str(exc))
     spec = _prefect_file_for(prefect_file, config, cron, name, pool)
     try:
         _ensure_work_pool(pool)
-    except Exception as exc:  # noqa: BLE001 - unreachable server, auth: say so, no traceback
-        fail(f"cannot reach the Prefect server at {PREFECT_API_URL.value()}: {exc}", code=1)
+    except Exception as exc:  # noqa: BLE001 - a server that answers /health but refuses (auth): say so
+        fail(f"the Prefect server at {PREFECT_API_URL.value()} refused to set up work pool {pool!r}: {exc}")
     prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or shutil.which("prefect") or "prefect"
     cmd = [prefect, "--no-prompt", "deploy", "--prefect-file", str(spec)]
     cmd += [a for n in name for a in ("--name", n)] if name else ["--all"]
     code = subprocess.run(cmd, cwd=spec.parent).returncode
     if code:
         raise typer.Exit(code)
-    err.print(f"[green]deployed.[/green] Start a worker: [bold]prefect worker start --pool {pool}[/bold]; "
-              "trigger a run: [bold]prefect deployment run winnow-run/curate[/bold] "
-              "(--param output=..., --param input=PATH[,PATH])", highlight=False)
+    say(("deployed.", "green"), " Start a worker: ", (f"prefect worker start --pool {pool}", "bold"),
+        "; trigger a run: ", ("prefect deployment run winnow-run/curate", "bold"),
+        " (--param output=..., --param input=PATH[,PATH])")
 
 
 def _ensure_work_pool(pool: str) -> None:
@@ -480,26 +644,32 @@ def _ensure_work_pool(pool: str) -> None:
         except ObjectNotFound:
             client.create_work_pool(WorkPoolCreate(
                 name=pool, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
-            err.print(f"created process work pool {pool!r}", highlight=False)
+            say(f"created process work pool {pool!r}")
 
 
-@app.command("train-quality")
+@app.command("train-quality", cls=_Command)
 def train_quality(
-    positive: Annotated[list[str], typer.Option("--positive", "-p", help="High-quality examples: JSONL(.gz) or "
+    positive: Annotated[list[str], typer.Option("--positive", "-p", metavar="PATH",
+                                                                    help="High-quality examples: JSONL(.gz) or "
                                                 "Parquet files/dirs/globs with a 'text' field. Repeatable.")],
-    negative: Annotated[list[str], typer.Option("--negative", "-n", help="Low-quality examples, same formats. "
+    negative: Annotated[list[str], typer.Option("--negative", "-n", metavar="PATH",
+                                                                    help="Low-quality examples, same formats. "
                                                 "Repeatable.")],
-    out_path: Annotated[Path, typer.Option("--out", "-o", help="Where to write the model: .ftz (quantized, "
+    out_path: Annotated[Path, typer.Option("--out", "-o", metavar="FILE",
+                                                          help="Where to write the model: .ftz (quantized, "
                                                                "small; default) or .bin (full).")],
-    valid_fraction: Annotated[float, typer.Option(min=0.01, max=0.5, help="Share held out for validation.")] = 0.1,
-    epoch: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 25,
-    lr: Annotated[float, typer.Option(min=0.001, help="Learning rate.")] = 1.0,
-    dim: Annotated[int, typer.Option(min=2, help="Embedding size.")] = 64,
-    word_ngrams: Annotated[int, typer.Option(min=1, max=5, help="Word n-gram features.")] = 2,
-    bucket: Annotated[int, typer.Option(min=1000, help="Hash buckets for word n-grams (fastText's 2M default "
+    valid_fraction: Annotated[float, typer.Option(metavar="N", min=0.01, max=0.5,
+                                                  help="Share held out for validation.")] = 0.1,
+    epoch: Annotated[int, typer.Option(metavar="N", min=1, help="Training epochs.")] = 25,
+    lr: Annotated[float, typer.Option(metavar="N", min=0.001, help="Learning rate.")] = 1.0,
+    dim: Annotated[int, typer.Option(metavar="N", min=2, help="Embedding size.")] = 64,
+    word_ngrams: Annotated[int, typer.Option(metavar="N", min=1, max=5, help="Word n-gram features.")] = 2,
+    bucket: Annotated[int, typer.Option(metavar="N", min=1000,
+                                        help="Hash buckets for word n-grams (fastText's 2M default "
                                                        "makes a 500 MB model).")] = 200_000,
-    cutoff: Annotated[int, typer.Option(min=1000, help=".ftz: embedding rows kept by quantization.")] = 100_000,
-    seed: Annotated[int, typer.Option(help="Shuffle/split seed.")] = 0,
+    cutoff: Annotated[int, typer.Option(metavar="N", min=1000,
+                                        help=".ftz: embedding rows kept by quantization.")] = 100_000,
+    seed: Annotated[int, typer.Option(metavar="N", help="Shuffle/split seed.")] = 0,
 ) -> None:
     """Train a fastText quality classifier (DCLM style) on your own positive/negative examples.
 
@@ -514,26 +684,26 @@ def train_quality(
         stats = StageStats()
         found = [d.text for f in list_inputs(patterns).files for d in read_documents(f.path, stats)]
         for reason, n in stats.errors.items():
-            err.print(f"[yellow]skipped {n} bad record(s): {reason}[/yellow]")
+            say((f"skipped {plural(n, 'bad record')}: {reason}", "yellow"))
         return found
 
     try:
         pos, neg = texts(positive), texts(negative)
-        err.print(f"training on {len(pos):,} positive and {len(neg):,} negative examples ...")
+        say(f"training on {len(pos):,} positive and {len(neg):,} negative examples ...")
         result = train(pos, neg, out_path, valid_fraction=valid_fraction, epoch=epoch, lr=lr, dim=dim,
                        word_ngrams=word_ngrams, bucket=bucket, cutoff=cutoff, seed=seed)
     except (InputError, StorageError, ValueError) as exc:
         fail(str(exc))
-    err.print(f"validation ({result.valid_examples:,} held-out examples, threshold 0.5): "
-              f"precision {result.precision:.3f}  recall {result.recall:.3f}  F1 {result.f1:.3f}  "
-              f"accuracy {result.accuracy:.3f}")
-    err.print(f"model written to {result.model_path} ({result.model_bytes / 1e6:.1f} MB"
-              + (", quantized" if result.quantized else "") + ")")
+    say(f"validation ({plural(result.valid_examples, 'held-out example')}, threshold 0.5): "
+        f"precision {result.precision:.3f}  recall {result.recall:.3f}  F1 {result.f1:.3f}  "
+        f"accuracy {result.accuracy:.3f}")
+    say(f"model written to {result.model_path} ({result.model_bytes / 1e6:.1f} MB"
+        + (", quantized" if result.quantized else "") + ")")
 
 
 def main() -> None:  # pragma: no cover
-    """Console-script entry point."""
-    app()
+    """Console-script entry point (also `python -m winnow`)."""
+    app(prog_name="winnow")
 
 
 if __name__ == "__main__":  # pragma: no cover

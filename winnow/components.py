@@ -43,7 +43,7 @@ each. On S3 a round costs n_parts PUTs of data and 2 n_parts^2 ranged GETs (foot
 row group; the size is passed on, so no HEAD), against n_parts^2 PUTs and GETs for a file per
 (producer, consumer) pair: a PUT costs 12.5 GETs, and every object is one more to list, expire
 and rate-limit, while ranged GETs of one object run in parallel (16 at a time here). Every
-output is written atomically and followed by a done-marker ``cc/_done/<phase>-<part>.json``
+output is written atomically and followed by a done-marker (:mod:`winnow.resume`; ``cc/__done__/<phase>-<part>.json``)
 carrying the task's stats, so a rerun skips finished tasks and resumes where it stopped.
 """
 
@@ -239,14 +239,10 @@ def cluster_path(clusters_dir: str, shard: int) -> str:
     return join(clusters_dir, f"part-{shard:05d}.parquet")
 
 
-def marker_path(work: str, name: str) -> str:
-    return join(cc_dir(work), "_done", f"{name}.json")
-
-
 def _marker(work: str, name: str, so: dict[str, Any] | None) -> Marker:
     # The project's one marker format; its validity is the scratch folder's: the driver starts
     # cc/ over whenever its inputs or partition counts differ from the stored params.
-    return Marker(join(cc_dir(work), name), so, path=marker_path(work, name))
+    return Marker(join(cc_dir(work), name), so)
 
 
 def _read_marker(work: str, name: str, so: dict[str, Any] | None) -> dict[str, Any] | None:

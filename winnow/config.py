@@ -166,6 +166,10 @@ class PipelineConfig(StrictModel):
     runner: RunnerConfig = runtime_field(default_factory=RunnerConfig,
                                          description="How tasks run (threads, processes, dask).")
     rows_per_row_group: int = runtime_field(2000, ge=1, description="Parquet row-group size of output shards.")
+    only_stages: list[str] | None = runtime_field(
+        None, description="Set by --stages (and a deployment's `stages`): the run is limited to these stages. "
+                          "It never rewrites what the others wrote: their current output is its input, "
+                          "and it refuses before any work where it would replace it.")
     shard_size_mb: float = Field(
         1.0, ge=0, description="Consecutive input files smaller than this are grouped into one shard of about "
                                "this many MB (one output file and done-marker each), so that many small files "
@@ -255,6 +259,24 @@ def _read_config_text(path: str, storage_options: dict[str, Any] | None) -> str:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
 
 
+def yaml_error_line(source: str, exc: yaml.YAMLError) -> str:
+    """'cfg.yaml, line 2, column 7: not valid YAML: expected ',' or ']', but got ':' (while parsing a
+    flow sequence that starts at line 1, column 8)': one line. PyYAML's own text spans several lines and quotes the
+    offending YAML, which may hold anything (brackets a terminal would read as markup)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
+    problem = getattr(exc, "problem", None)
+    context = getattr(exc, "context", None)
+    started = getattr(exc, "context_mark", None)
+    if context and started is not None and started is not mark:
+        context += f" that starts at line {started.line + 1}, column {started.column + 1}"
+    if problem:
+        what = str(problem) + (f" ({context})" if context else "")
+    else:
+        what = " ".join(str(exc).split())
+    return f"{where}: not valid YAML: {what}"
+
+
 def load_yaml_config(model: type[PipelineConfig], path: str | os.PathLike[str] | None = None,
                      overrides: dict[str, Any] | None = None,
                      storage_options: dict[str, Any] | None = None) -> PipelineConfig:
@@ -269,7 +291,7 @@ def load_yaml_config(model: type[PipelineConfig], path: str | os.PathLike[str] |
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+            raise ConfigError(yaml_error_line(source, exc)) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

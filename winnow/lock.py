@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -43,6 +44,20 @@ def release_all() -> None:
 
 class LockHeld(RuntimeError):
     """Another live run holds the output folder."""
+
+
+class OutputVanished(RuntimeError):
+    """The output folder (or its lock file) was deleted while the run held it."""
+
+
+# Called once, from the heartbeat thread, with the message, when a held lock's file is gone:
+# the CLI stops the run there (every later write would fail or recreate a partial folder).
+_on_vanished: list[Callable[[str], None]] = []
+
+
+def on_vanished(callback: Callable[[str], None]) -> None:
+    """Register what to do when the output of a held lock disappears (see OutputVanished)."""
+    _on_vanished.append(callback)
 
 
 def _now() -> float:
@@ -80,6 +95,7 @@ class OutputLock:
         self._thread: threading.Thread | None = None
         self._held = False
         self.lost = False  # another run took the lock over while this one held it
+        self.vanished: str | None = None  # why the lock file is gone, once it is
 
     # -- what the lock file says
 
@@ -189,7 +205,10 @@ class OutputLock:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 info = self.read()
-                if info is None or info.get("token") != self.token:
+                if info is None:
+                    self._vanish()
+                    return
+                if info.get("token") != self.token:
                     self.lost = True
                     log.error("the output lock of %s was taken by another run", self.output)
                     return
@@ -199,6 +218,21 @@ class OutputLock:
                 write_bytes_atomic(self.path, json.dumps(info).encode(), self.so)
             except Exception as exc:  # noqa: BLE001 - a missed heartbeat is retried; the run goes on
                 log.debug("lock heartbeat failed: %s", exc)
+
+    def _vanish(self) -> None:
+        """The lock file is gone: the folder was deleted (or the lock inside it). Said once;
+        the registered callbacks stop the run."""
+        self.vanished = (f"the output folder {self.output} disappeared during the run (its lock file "
+                         f"{LOCK_NAME} is gone); nothing more is written there. Rerun the same command to "
+                         "start over")
+        self._held = False  # nothing of ours to remove any more
+        with _held_guard:
+            _held.discard(self)
+        callbacks = list(_on_vanished)
+        if not callbacks:
+            log.error("%s", self.vanished)
+        for callback in callbacks:
+            callback(self.vanished)
 
     def release(self) -> None:
         """Remove the lock if it is still ours (a lock taken over by another run is left alone)."""

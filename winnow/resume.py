@@ -7,8 +7,11 @@ output only when the key it would produce now equals the recorded one, so a chan
 an edited config or a redone upstream shard makes it redo the work instead of passing off
 old results. Keys chain: a derived output's inputs are its upstream outputs' keys.
 
-Layout: the marker of ``DIR/NAME`` is ``DIR/_done/NAME.json`` (``_`` keeps it out of folder
-reads by pyarrow and datasets).
+Layout: the marker of ``DIR/NAME`` is ``DIR/__done__/NAME.json``. The folder name is what both
+folder readers skip: pyarrow ignores names starting with ``_`` or ``.``, Hugging Face
+``datasets`` ignores hidden names and ``__*`` folders but reads ``_done/`` (``load_dataset("parquet",
+data_dir=DIR)`` takes every file under DIR as Parquet). Markers of the 0.2 layout (``_done/``)
+are not read: their work is redone once.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from winnow.shardio import (
 )
 from winnow.stats import StageStats
 
-DONE_DIR = "_done"
+DONE_DIR = "__done__"
 
 
 def work_key(inputs: Sequence[Any], settings: Mapping[str, Any]) -> str:
@@ -45,7 +48,7 @@ def work_key(inputs: Sequence[Any], settings: Mapping[str, Any]) -> str:
 
 
 def marker_path(output: str) -> str:
-    """Where the marker of an output lives: DIR/_done/NAME.json, beside the outputs yet outside folder reads."""
+    """Where the marker of an output lives: DIR/__done__/NAME.json, beside the outputs yet outside folder reads."""
     parent, name = posixpath.split(output) if "://" in output else os.path.split(output)
     return join(parent, DONE_DIR, name + ".json")
 
@@ -181,6 +184,49 @@ def derive_shard(source: ShardRef, out: str, stage: str, settings: Mapping[str, 
     marker.write(key, {"inputs": [source.path], "input_keys": [source.key], "rows": writer.rows,
                        "stats": serialised}, {stage: settings})
     return ShardResult(ShardRef(out, key, writer.rows), serialised, mismatch=mismatch)
+
+
+def finished_shard(path: str, storage_options: StorageOptions = None) -> tuple[ShardRef, dict[str, Any]] | None:
+    """A winnow shard that is there and marked done: its ref (the key derived outputs record)
+    and its marker record; None when either the file or its marker is missing."""
+    info = Marker(path, storage_options).read()
+    if info is None or not isinstance(info.get("key"), str) or not isinstance(info.get("rows"), int):
+        return None
+    fs, p = filesystem(path, storage_options)
+    if not fs.exists(p):
+        return None
+    return ShardRef(path, info["key"], info["rows"]), info
+
+
+def shard_files(folder: str, storage_options: StorageOptions = None) -> list[str]:
+    """The document shards (part-*.parquet) in a folder, sorted; none when it is not there."""
+    fs, root = filesystem(folder, storage_options)
+    if not fs.exists(root):
+        return []
+    prefix = folder.split("://", 1)[0] + "://" if "://" in folder else ""
+    return sorted(prefix + p if prefix and not p.startswith(prefix) else p
+                  for p in fs.glob(posixpath.join(root, "part-*.parquet")))
+
+
+def derived_from(folder: str, inputs: Sequence[ShardRef], storage_options: StorageOptions = None
+                 ) -> tuple[list[tuple[ShardRef, dict[str, Any]]] | None, str | None]:
+    """The shards a per-shard stage wrote into ``folder`` from ``inputs`` (one each, in order),
+    when every one of them is there, finished and made from exactly that input: (shards, None).
+    (None, None) when the folder holds no shard; (None, why) when it holds an out-of-date set."""
+    files = shard_files(folder, storage_options)
+    if not files:
+        return None, None
+    if len(files) != len(inputs):
+        return None, f"it holds {len(files)} shard(s) for {len(inputs)} input shard(s)"
+    out = []
+    for path, source in zip(files, inputs, strict=True):
+        done = finished_shard(path, storage_options)
+        if done is None:
+            return None, f"{posixpath.basename(path)} is unfinished"
+        if done[1].get("input_keys") != [source.key]:
+            return None, f"{posixpath.basename(path)} was made from other input"
+        out.append(done)
+    return out, None
 
 
 def group_by_rows(refs: Sequence[ShardRef], target_rows: int) -> list[list[int]]:

@@ -16,6 +16,7 @@ import json
 import os
 import posixpath
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from winnow.document import SCHEMA, Document, documents_to_table, table_to_documents
+from winnow.document import SCHEMA, Document, documents_to_table, record_problem, table_to_documents
 from winnow.stats import StageStats
 from winnow.warc import parse_warc_date
 
@@ -52,9 +53,29 @@ class StorageError(ValueError):
 # ----------------------------------------------------------------------------- file systems
 
 
+# S3 answers bursts of 503 SlowDown under load (Common Crawl's bucket does). botocore's legacy
+# default gives up after 5 attempts; "adaptive" retries with exponential backoff and full
+# jitter, and slows this client's request rate while it is throttled. A user's own
+# config_kwargs.retries win. s3fs retries the same errors again around each call (5 times).
+S3_RETRIES = {"max_attempts": 10, "mode": "adaptive"}
+# Every fsspec S3 file system in the process gets these defaults, also the ones made outside this
+# module; options passed with config_kwargs replace them there, hence also with_storage_defaults.
+fsspec.config.conf.setdefault("s3", {}).setdefault("config_kwargs", {"retries": dict(S3_RETRIES)})
+
+
+def with_storage_defaults(path: str, storage_options: StorageOptions) -> dict[str, Any]:
+    """``storage_options`` for ``path`` with winnow's defaults added where the user set none."""
+    options = dict(storage_options or {})
+    if path.startswith(("s3://", "s3a://")):
+        config = dict(options.get("config_kwargs") or {})
+        config.setdefault("retries", dict(S3_RETRIES))
+        options["config_kwargs"] = config
+    return options
+
+
 def filesystem(path: str, storage_options: StorageOptions = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec file system of ``path`` and the path inside it."""
-    fs, inner = url_to_fs(path, **(storage_options or {}))
+    fs, inner = url_to_fs(path, **with_storage_defaults(path, storage_options))
     return fs, inner
 
 
@@ -245,25 +266,31 @@ def list_inputs(patterns: Iterable[str], storage_options: StorageOptions = None)
         def listed(root: str = root, fs: fsspec.AbstractFileSystem = fs,
                    pattern: str = pattern) -> dict[str, dict[str, Any]]:
             if any(c in root for c in "*?["):
-                return dict(fs.glob(root, detail=True))
+                entries = dict(fs.glob(root, detail=True))
+                if not entries:
+                    _check_bucket(fs, root, pattern)
+                return entries
             if fs.isdir(root):
-                return dict(fs.find(root, detail=True))
+                return _find_all(fs, root, pattern)
             if fs.exists(root):
                 input_format(root)  # a file named explicitly must be readable as input
                 return {root: fs.info(root)}
+            _check_bucket(fs, root, pattern)
             raise InputError(f"{pattern}: no such file or directory")
 
         entries = storage_call(pattern, "list the input", listed)
         usable = 0
+        base = root.rstrip("/") + "/"
         for path, info in sorted(entries.items()):
             if info.get("type") == "directory":
                 continue
             full = prefix + path if prefix and not path.startswith(prefix) else path
-            why = _skip_reason(path)
-            base = root.rstrip("/") + "/"
-            if not why and path.startswith(base) and any(
-                    part.startswith((".", "_")) for part in path[len(base):].split("/")[:-1]):
-                why = "in a hidden or metadata folder"  # _done/, .git/, _decontam/ under a folder input
+            folders = path[len(base):].split("/")[:-1] if path.startswith(base) else []
+            if any(part.startswith("_") for part in folders):
+                # Metadata folders by the convention pyarrow and Spark follow (winnow's done-markers,
+                # _decontam/, _temporary/): never inputs, and not worth a line.
+                continue
+            why = "in a hidden folder" if any(part.startswith(".") for part in folders) else _skip_reason(path)
             if why:
                 skipped.append((full, why))
                 continue
@@ -273,6 +300,29 @@ def list_inputs(patterns: Iterable[str], storage_options: StorageOptions = None)
             raise InputError(f"{pattern}: matched no WARC, JSONL or Parquet files"
                              + (f" ({Listing([], skipped).skipped_summary()})" if skipped else ""))
     return Listing([found[k] for k in sorted(found)], skipped)
+
+
+def _check_bucket(fs: fsspec.AbstractFileSystem, root: str, pattern: str) -> None:
+    """On an object store, a path in a bucket that does not exist says so (as the output check
+    does), not "no such file"."""
+    if is_local(fs) or "://" not in pattern:
+        return
+    bucket = root.split("/", 1)[0]
+    if bucket and not fs.exists(bucket):
+        raise StorageError(f"{pattern}: bucket {bucket!r} does not exist (winnow never creates buckets)")
+
+
+def _find_all(fs: fsspec.AbstractFileSystem, root: str, pattern: str) -> dict[str, dict[str, Any]]:
+    """Every file under a folder. fsspec's walk leaves out a sub-folder it cannot read without a
+    word; locally that is an InputError naming the folder, since its files would be missing."""
+    if is_local(fs):
+        # fsspec's on_error does not reach its recursion (fsspec 2026.9), so walk once more here.
+        def unreadable(exc: OSError) -> None:
+            raise InputError(f"{pattern}: cannot read folder {exc.filename or '?'} "
+                             f"({exc.strerror or exc}); its files would be left out")
+        for _ in os.walk(root, onerror=unreadable):
+            pass
+    return dict(fs.find(root, detail=True))
 
 
 def group_inputs(files: Sequence[InputFile], target_mb: float) -> list[list[InputFile]]:
@@ -300,7 +350,7 @@ def open_binary(path: str, storage_options: StorageOptions = None) -> Iterator[B
         with open(local, "rb", buffering=1 << 20) as fh:  # native IO: the hot path for local crawls
             yield fh
     else:
-        with fsspec.open(path, "rb", **(storage_options or {})) as fh:
+        with fsspec.open(path, "rb", **with_storage_defaults(path, storage_options)) as fh:
             yield fh
 
 
@@ -309,14 +359,34 @@ def stable_id(*parts: object) -> str:
     return hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()
 
 
+def _is_damage(exc: BaseException) -> bool:
+    """True for an error that means the file's bytes are damaged (a truncated gzip stream, a
+    corrupt Parquet footer); False for one that means it could not be read (no permission, the
+    network, a disk error: errno set). Damage is counted and the file's good part kept; the
+    rest fails the shard, which is retried and never marked done with documents missing."""
+    if isinstance(exc, (EOFError, zlib.error, pa.ArrowInvalid)):
+        return True
+    return isinstance(exc, OSError) and exc.errno is None and not isinstance(
+        exc, (PermissionError, FileNotFoundError, IsADirectoryError, ConnectionError, TimeoutError))
+
+
+def _count_bad(stats: StageStats, where: str, reason: str) -> None:
+    # The record's position only: its text may be anything (and is often the problem).
+    stats.error(reason, f"{where}: record skipped ({reason})")
+
+
 def read_jsonl(path: str, stats: StageStats, storage_options: StorageOptions = None,
                text_field: str = "text", id_field: str = "id") -> Iterator[Document]:
-    """JSON lines -> Documents. Unknown scalar fields are kept as ``meta.*`` annotations."""
+    """JSON lines -> Documents. Unknown scalar fields are kept as ``meta.*`` annotations. A line
+    that cannot be a document (not JSON, no string text, a lone surrogate) is counted and
+    skipped; a UTF-8 byte-order mark at the start is skipped."""
     with open_binary(path, storage_options) as raw:
         fh: Any = gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw
         line_no = 0
         try:
             for line_no, line in enumerate(fh, 1):
+                if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]  # written by Windows tools; json.loads rejects it
                 if not line.strip():
                     continue
                 try:
@@ -337,7 +407,7 @@ def read_jsonl(path: str, stats: StageStats, storage_options: StorageOptions = N
                     and isinstance(v, (str, int, float, bool))
                 }
                 date = obj.get("crawl_date") or obj.get("date")
-                yield Document(
+                doc = Document(
                     id=str(doc_id) if doc_id is not None else stable_id(path, line_no),
                     text=obj[text_field],
                     url=obj.get("url") if isinstance(obj.get("url"), str) else None,
@@ -346,23 +416,40 @@ def read_jsonl(path: str, stats: StageStats, storage_options: StorageOptions = N
                     source_offset=line_no,
                     annotations=meta,
                 )
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                reason = record_problem(doc)
+                if reason:
+                    _count_bad(stats, f"{path}:{line_no}", reason)
+                    continue
+                yield doc
+        except (OSError, EOFError, zlib.error) as exc:
+            if not _is_damage(exc):
+                raise
             stats.error("corrupt_input", f"{path}: {exc} (after line {line_no}; earlier lines kept)")
 
 
 def read_parquet(path: str, stats: StageStats, storage_options: StorageOptions = None,
                  batch_size: int = 1024) -> Iterator[Document]:
-    """Documents from a Parquet file; a file without a text column or a corrupt one is counted, not raised."""
-    try:
-        with open_binary(path, storage_options) as fh:
+    """Documents from a Parquet file. A file without a text column or a corrupt one is counted,
+    not raised; so is each row that cannot be a document (``table_to_documents``). A file that
+    cannot be read (permissions, network) raises: its shard fails and is retried."""
+    with open_binary(path, storage_options) as fh:
+        row = 0
+
+        def bad(i: int, reason: str) -> None:
+            _count_bad(stats, f"{path}: row {row + i}", reason)
+
+        try:
             pf = pq.ParquetFile(fh)
             if "text" not in pf.schema_arrow.names:
                 stats.error("no_text_field", f"{path}: Parquet file has no 'text' column")
                 return
             for batch in pf.iter_batches(batch_size=batch_size):
-                yield from table_to_documents(pa.Table.from_batches([batch]))
-    except (OSError, pa.ArrowInvalid) as exc:
-        stats.error("corrupt_input", f"{path}: {exc}")
+                yield from table_to_documents(pa.Table.from_batches([batch]), bad)
+                row += batch.num_rows
+        except (OSError, pa.ArrowException) as exc:
+            if not _is_damage(exc) and not isinstance(exc, pa.ArrowException):
+                raise
+            stats.error("corrupt_input", f"{path}: {exc}")
 
 
 def read_documents(path: str, stats: StageStats | None = None,
@@ -543,14 +630,7 @@ class ParquetShardWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc_type is not None:
-            writer, self._writer = self._writer, None
-            if writer is not None and self._file.local:
-                # Finished into the temp file that abort() removes: left to the garbage
-                # collector it would write its footer into a closed file (a warning).
-                with suppress(Exception):
-                    writer.close()
-            elif writer is not None:
-                writer.is_open = False  # closing would complete the remote upload being aborted
+            self._drop_writer()
             self._file.abort()
             return
         try:
@@ -558,9 +638,21 @@ class ParquetShardWriter:
             if self._writer is not None:
                 self._writer.close()
         except BaseException as error:  # e.g. the disk filled up while the footer was written
+            self._drop_writer()
             self._file.__exit__(type(error), error, None)
             raise
         self._file.__exit__(None, None, None)
+
+    def _drop_writer(self) -> None:
+        """Forget the Parquet writer of a shard being abandoned. Left to the garbage collector,
+        an open one writes its footer into the closed file ("Exception ignored in
+        ParquetWriter.__del__")."""
+        writer, self._writer = self._writer, None
+        if writer is not None and self._file.local:
+            with suppress(Exception):  # finished into the temp file that abort() removes
+                writer.close()
+        elif writer is not None:
+            writer.is_open = False  # closing would complete the remote upload being aborted
 
 
 class ShardWriter(ParquetShardWriter):
@@ -612,7 +704,9 @@ def prune_shards(folder: str, keep: Iterable[str], storage_options: StorageOptio
         if name in keep_names:
             continue
         fs.rm_file(p)
-        marker = posixpath.join(root, "_done", name + ".json")
+        from winnow.resume import marker_path  # noqa: PLC0415 - resume imports this module
+
+        marker = marker_path(posixpath.join(root, name))
         if fs.exists(marker):
             fs.rm_file(marker)
         removed += 1

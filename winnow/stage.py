@@ -22,8 +22,10 @@ A new per-document stage is one module in ``winnow/tasks/`` with a config class 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from pydantic import Field
@@ -165,14 +167,23 @@ class DocumentStage(Stage[C]):
 
     def run(self, docs: Iterable[Document], stats: StageStats, on_reject: Reject | None = None) -> Iterator[Document]:
         """The counting every document stage shares: documents and bytes in (before) and out
-        (after the stage rewrote them), a reason per dropped document, time in the stage."""
+        (after the stage rewrote them), a reason per dropped document, time in the stage.
+
+        A document for which ``apply`` raises is dropped as ``error:<ExceptionType>`` (bad
+        input; to rejected/ when the stage writes rejects) and the shard goes on: one odd record
+        in billions must not fail a shard on every rerun. The log line names the document and
+        where it raised, never its text (exception messages often quote it)."""
         self.stats = stats
+        self._error_details: dict[int, str] = {}  # id(document) -> the log line of its error
         if self.batch_size == 1:
             for doc in docs:
                 n = doc.n_bytes
                 stats.take_in(n)
                 t0 = time.perf_counter()
-                reason = self.apply(doc)
+                try:
+                    reason = self.apply(doc)
+                except Exception as exc:  # noqa: BLE001 - counted, see the docstring
+                    reason = self._error(doc, exc)
                 stats.seconds += time.perf_counter() - t0
                 if reason is None:
                     stats.keep(doc.n_bytes)
@@ -185,7 +196,7 @@ class DocumentStage(Stage[C]):
 
         def flush() -> Iterator[Document]:
             t0 = time.perf_counter()
-            reasons = self.apply_batch(batch)
+            reasons = self._apply_guarded(batch)
             stats.seconds += time.perf_counter() - t0
             for doc, n, reason in zip(batch, sizes, reasons, strict=True):
                 if reason is None:
@@ -206,8 +217,47 @@ class DocumentStage(Stage[C]):
         if batch:
             yield from flush()
 
+    def _apply_guarded(self, batch: list[Document]) -> list[str | None]:
+        """``apply_batch``; when it raises, the documents that raise on their own are dropped
+        as errors and the batch is decided again without them, from the documents as they were
+        (a ranking stage's decisions depend on the whole batch)."""
+        before = [(d.text, dict(d.annotations)) for d in batch]
+        try:
+            return self.apply_batch(batch)
+        except Exception:  # noqa: BLE001 - find the bad documents below
+            pass
+
+        def restore() -> None:
+            for d, (text, annotations) in zip(batch, before, strict=True):
+                d.text, d.annotations = text, dict(annotations)
+
+        restore()
+        reasons: list[str | None] = [None] * len(batch)
+        for i, d in enumerate(batch):
+            try:
+                self.apply_batch([d])
+            except Exception as exc:  # noqa: BLE001 - counted
+                reasons[i] = self._error(d, exc)
+        restore()
+        good = [i for i, r in enumerate(reasons) if r is None]
+        try:
+            decided = self.apply_batch([batch[i] for i in good]) if good else []
+        except Exception as exc:  # noqa: BLE001 - only together they raise: all are errors
+            return [self._error(d, exc) for d in batch]
+        for i, r in zip(good, decided, strict=True):
+            reasons[i] = r
+        return reasons
+
+    def _error(self, doc: Document, exc: Exception) -> str:
+        reason = f"error:{type(exc).__name__}"
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        self._error_details[id(doc)] = f"{self.name}: document {doc.id!r} ({doc.url}): {type(exc).__name__}{where}"
+        return reason
+
     def _drop(self, doc: Document, reason: str, n: int, stats: StageStats, on_reject: Reject | None) -> None:
-        stats.drop(reason, n)
+        detail = self._error_details.pop(id(doc), None)
+        stats.drop(reason, n, detail, bad_input=detail is not None)
         if on_reject is not None and getattr(self.cfg, "write_rejected", False):
             doc.annotate(self.name, "reason", reason)
             on_reject(self.name, doc, reason)
@@ -283,6 +333,10 @@ class CorpusResult:
 class CorpusStage(Stage[C]):
     """A stage that needs every shard (dedup, rephrase, pack): it maps its own phases."""
     kind: ClassVar[Kind] = "corpus"
+    # The folder under OUTPUT holding the document shards it writes (the next corpus stage's
+    # input); None when it writes none (packed sequences). A run limited with --stages that does
+    # not run the stage reads this folder, when current, instead of rewriting or skipping it.
+    output_dir: ClassVar[str | None] = None
 
     @classmethod
     def run(cls, section: C, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:

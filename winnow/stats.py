@@ -13,7 +13,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from winnow.text_safety import escape_log, markdown
+
 log = logging.getLogger("winnow")
+# Reasons and details name URLs and paths from crawls: no control character reaches a terminal.
+escape_log(log)
 
 # Each reason is logged once per process, then only counted: a crawl with a million
 # non-HTML records must not print a million lines.
@@ -127,6 +131,11 @@ def merge_runs(parts: list[dict[str, dict[str, Any]]]) -> RunStats:
     return out
 
 
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``1 document``, ``2 documents``, ``1,000 documents``: every count a user reads."""
+    return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"
+
+
 def _fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -172,11 +181,19 @@ def funnel_rows(stats: RunStats) -> list[dict[str, str]]:
 
 
 def funnel_markdown(stats: RunStats) -> str:
-    """The funnel as a markdown table (summary.md, the Prefect artifact)."""
-    rows = funnel_rows(stats)
-    if not rows:
+    """The funnel as Markdown (summary.md, the Prefect artifact): a table of five short columns
+    per stage (it fits the Prefect UI at 1,400 px), then why documents were removed, as a list.
+    Every value is escaped: reasons can carry names from data (an evaluation set's benchmark)."""
+    if not stats:
         return "_no documents processed_\n"
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(r[c] for c in cols) + " |" for r in rows]
+    lines = ["| stage | docs in | docs out | kept | bytes out |", "|---|--:|--:|--:|--:|"]
+    removed: list[str] = []
+    for stage, s in stats.items():
+        kept = f"{100 * s.docs_out / s.docs_in:.1f}%" if s.docs_in else "-"
+        lines.append(f"| {markdown(stage)} | {s.docs_in:,} | {s.docs_out:,} | {kept} | {_fmt_bytes(s.bytes_out)} |")
+        removed += [f"- {markdown(stage)} dropped: {markdown(reason)}: {plural(n, 'document')} "
+                    f"({_fmt_bytes(s.dropped_bytes.get(reason, 0))})" for reason, n in s.dropped_docs.most_common()]
+        removed += [f"- {markdown(stage)} error: {markdown(reason)}: {n:,}" for reason, n in s.errors.most_common()]
+    if removed:
+        lines += ["", "Removed, by reason:", "", *removed]
     return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ already decoded, as in ClueWeb09) costs one record, not the rest of the file.
 
 from __future__ import annotations
 
-import gzip
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,22 +93,88 @@ def _dechunk(body: bytes) -> bytes | None:
     return b"".join(out)  # missing terminating chunk: keep what arrived
 
 
-def _decode_content(body: bytes, encoding: str) -> bytes:
-    encoding = encoding.lower().strip()
-    if encoding in ("gzip", "x-gzip"):
-        return gzip.decompress(body)
-    if encoding == "deflate":
-        try:
-            return zlib.decompress(body)
-        except zlib.error:
-            return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as some servers send
-    if encoding == "br":
-        if brotli is None:
-            raise ValueError("brotli module not available")
-        return brotli.decompress(body)
-    if encoding in ("", "identity", "none"):
-        return body
-    raise ValueError(f"unsupported Content-Encoding {encoding!r}")
+class _TooLarge(Exception):
+    """Decoded output passed the caller's limit; decoding stopped there."""
+
+
+# Output step of the incremental decoders: a bomb costs at most limit + _STEP bytes of memory.
+_STEP = 1 << 16
+
+
+def _inflate(data: bytes, wbits: int, limit: float) -> bytes:
+    """zlib/gzip/raw-deflate inflate with a hard output bound, over concatenated gzip members too."""
+    out: list[bytes] = []
+    size = 0
+    while True:
+        d = zlib.decompressobj(wbits)
+        while not d.eof:
+            if not data:
+                raise EOFError("compressed stream ended early")
+            piece = d.decompress(data, _STEP)
+            size += len(piece)
+            if size > limit:
+                raise _TooLarge
+            out.append(piece)
+            data = d.unconsumed_tail
+        # Like gzip.decompress, read every gzip member; trailing bytes after the last one are ignored.
+        data = d.unused_data
+        if wbits <= zlib.MAX_WBITS or data[:2] != b"\x1f\x8b":
+            return b"".join(out)
+
+
+def _unbrotli(data: bytes, limit: float) -> bytes:
+    if brotli is None:
+        raise ValueError("brotli module not available")
+    d = brotli.Decompressor()
+    out: list[bytes] = []
+    size = 0
+    try:
+        piece = d.process(data, output_buffer_limit=_STEP)
+    except TypeError:  # brotli < 1.2 has no output limit: feed input in steps small enough
+        return _unbrotli_stepped(d, data, limit)
+    while True:
+        size += len(piece)
+        if size > limit:
+            raise _TooLarge
+        out.append(piece)
+        if d.is_finished() or (not piece and d.can_accept_more_data()):
+            break  # done, or all input used up (a truncated stream)
+        piece = d.process(b"", output_buffer_limit=_STEP)
+    if not d.is_finished():
+        raise EOFError("brotli stream ended early")
+    return b"".join(out)
+
+
+def _unbrotli_stepped(d: object, data: bytes, limit: float) -> bytes:
+    # Brotli's maximum expansion is about 2**16 per input byte; 16-byte steps keep one step's
+    # output near 1 MiB past the limit.
+    out: list[bytes] = []
+    size = 0
+    for i in range(0, len(data), 16):
+        piece = d.process(data[i : i + 16])  # type: ignore[attr-defined]
+        size += len(piece)
+        if size > limit:
+            raise _TooLarge
+        out.append(piece)
+    return b"".join(out)
+
+
+def _decode_content(body: bytes, encoding: str, limit: float = float("inf")) -> bytes:
+    """Undo a Content-Encoding (stacked ones like ``gzip, br`` last-applied first), never
+    producing more than ``limit`` bytes: past it, ``_TooLarge`` is raised and decoding stops."""
+    for enc in reversed([e.strip() for e in encoding.lower().split(",")]):
+        if enc in ("gzip", "x-gzip"):
+            body = _inflate(body, 16 + zlib.MAX_WBITS, limit)
+        elif enc in ("deflate", "x-deflate"):
+            try:
+                body = _inflate(body, zlib.MAX_WBITS, limit)
+            except zlib.error:
+                body = _inflate(body, -zlib.MAX_WBITS, limit)  # raw deflate, as some servers send
+        elif enc == "br":
+            body = _unbrotli(body, limit)
+        elif enc not in ("", "identity", "none"):
+            raise ValueError(f"unsupported Content-Encoding {enc!r}")
+    return body
 
 
 def _looks_like_markup(body: bytes) -> bool:
@@ -130,7 +196,7 @@ def _mime_and_charset(content_type: str | None) -> tuple[str | None, str | None]
 
 
 def _to_response(block: bytes, record_id: str, url: str, date: datetime | None, offset: int,
-                 declared: int) -> HttpResponse:
+                 declared: int, max_body_bytes: int | None = None) -> HttpResponse:
     resp = HttpResponse(record_id, url, date, offset, None, None, None, b"", declared)
     if len(block) < declared:
         resp.problem = "truncated_record"
@@ -147,7 +213,11 @@ def _to_response(block: bytes, record_id: str, url: str, date: datetime | None, 
     encoding = headers.get("content-encoding", "")
     if encoding and encoding.lower() not in ("identity", "none"):
         try:
-            body = _decode_content(body, encoding)
+            body = _decode_content(body, encoding,
+                                   float("inf") if max_body_bytes is None else max_body_bytes)
+        except _TooLarge:
+            resp.problem = "decoded_too_large"
+            return resp
         except Exception:  # noqa: BLE001 - any codec failure means "body was not encoded as declared"
             if not _looks_like_markup(body):
                 resp.problem = "content_decoding_error"
@@ -205,19 +275,69 @@ def _next_gzip_member(stream: BinaryIO, start: int, limit: int = 1 << 30) -> int
     return None
 
 
+class WarcAbandoned(OSError):
+    """A WARC file so damaged that reading gave up before its end: the shard fails (and is
+    retried) rather than being marked done with the rest of the file missing."""
+
+
+# The separator that ends a record, then the next record's version line: inside a block, the
+# block's Content-Length ran past its own payload into the following record(s).
+_NEXT_RECORD = re.compile(rb"\r\n\r\n(WARC/1\.[01]\r\n)")
+
+
+def _overrun_at(block: bytes) -> int | None:
+    """Where, in ``block``, a following WARC record starts (the Content-Length was too large),
+    or None. The version line must be followed by WARC headers, so a page quoting
+    "WARC/1.0" does not count."""
+    for m in _NEXT_RECORD.finditer(block):
+        head = block[m.start(1) : m.start(1) + 4096]
+        end = head.find(b"\r\n\r\n")
+        if end > 0 and re.search(rb"\r\nWARC-Type:", head[:end], re.I) \
+                and re.search(rb"\r\nContent-Length:", head[:end], re.I):
+            return m.start(1)
+    return None
+
+
+def _record_at(stream: BinaryIO, offset: int, in_block: int, gzipped: bool) -> int | None:
+    """Stream offset of the record found ``in_block`` bytes into the block of the record at
+    ``offset``: in a gzipped file it starts the next gzip member; in a plain file it lies after
+    this record's WARC headers."""
+    if gzipped:
+        return _next_gzip_member(stream, offset + 1)
+    stream.seek(offset)
+    head = stream.read(1 << 16)
+    end = head.find(b"\r\n\r\n")
+    return None if end < 0 else offset + end + 4 + in_block
+
+
 def iter_http_responses(stream: BinaryIO, stats: StageStats, source: str,
-                        max_record_bytes: int, max_resyncs: int = 1000) -> Iterator[HttpResponse]:
+                        max_record_bytes: int, max_resyncs: int = 1000,
+                        max_body_bytes: int | None = None,
+                        fail_when_abandoned: bool = True) -> Iterator[HttpResponse]:
     """Yield one ``HttpResponse`` per WARC response/revisit record.
 
     Records larger than ``max_record_bytes`` are yielded with ``problem="oversized"`` without
-    reading their payload. A framing error (corrupt gzip member, garbage between records) is
-    counted, and reading resumes at the next intact gzip member, so one damaged record does
-    not cost the rest of the file.
+    reading their payload. A body whose Content-Encoding decodes to more than ``max_body_bytes``
+    is yielded with ``problem="decoded_too_large"``; decoding stops at the limit, so a
+    compression bomb costs about ``max_body_bytes`` of memory, not its decoded size. A framing
+    error (corrupt gzip member, garbage between records) is counted, and reading resumes at
+    the next intact gzip member, so one damaged record does not cost the rest of the file.
+    After ``max_resyncs`` resyncs the rest of the file is given up (``warc_abandoned``), and
+    ``WarcAbandoned`` is raised unless ``fail_when_abandoned`` is false.
+
+    A record whose Content-Length runs past its payload into the next record is cut where the
+    next record starts (counted as ``warc_length_overrun``) and reading resumes there, so the
+    records it overlapped are read too, as warcio does.
     """
     problem = _not_a_warc(stream)
     if problem:
         stats.error("not_a_warc", f"{source}: {problem}")
         return
+    try:
+        gzipped = stream.read(2) == b"\x1f\x8b"
+        stream.seek(0)
+    except (OSError, ValueError, AttributeError):
+        gzipped = False
     n_records = 0
     resyncs = 0
     last = 0
@@ -229,6 +349,7 @@ def iter_http_responses(stream: BinaryIO, stats: StageStats, source: str,
             parse_http=False,
             quirks_mode=True,
         )
+        restart: int | None = None
         try:
             for rec in it:
                 n_records += 1
@@ -248,8 +369,23 @@ def iter_http_responses(stream: BinaryIO, stats: StageStats, source: str,
                                        declared, problem="oversized")
                     continue
                 block = rec.reader.read()
-                yield _to_response(block, record_id, url, date, offset, declared)
-            break
+                cut = _overrun_at(block)
+                if cut is not None:
+                    stats.error("warc_length_overrun", f"{source}: record {record_id} ({url}): its "
+                                "Content-Length runs into the next record; cut there")
+                    try:
+                        restart = _record_at(stream, offset, cut, gzipped)
+                    except (OSError, ValueError):
+                        restart = None
+                    block = block[: cut - 4]
+                    declared = len(block)
+                yield _to_response(block, record_id, url, date, offset, declared, max_body_bytes)
+                if restart is not None and restart > offset:
+                    break
+            else:
+                break
+            stream.seek(restart)
+            last = restart
         except (OSError, ValueError, EOFError) as exc:
             stats.error("corrupt_warc", f"{source}: {exc} near offset {last}; skipping to the next "
                                         "intact record")
@@ -257,8 +393,17 @@ def iter_http_responses(stream: BinaryIO, stats: StageStats, source: str,
                 nxt = _next_gzip_member(stream, last + 1)
             except (OSError, ValueError):
                 nxt = None
-            if nxt is None or resyncs >= max_resyncs:
+            if nxt is None:
                 break
+            if resyncs >= max_resyncs:
+                stats.counters["warc_response_records"] += n_records
+                msg = (f"{source}: gave up after {resyncs} resyncs over damaged gzip members near "
+                       f"offset {nxt}; the rest of the file is not read (raise ingest.max_resyncs "
+                       "to read on)")
+                stats.error("warc_abandoned", msg)
+                if fail_when_abandoned:
+                    raise WarcAbandoned(msg) from None
+                return
             resyncs += 1
             stats.counters["warc_resyncs"] += 1
             stream.seek(nxt)

@@ -4,6 +4,8 @@ is one line, exit 2, no traceback, and no Prefect server started."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -176,6 +178,91 @@ def test_a_prefect_api_that_does_not_answer_is_one_line(tmp_path, repo):
     from helpers.servers import free_port, prefect_env
 
     env = prefect_env(tmp_path / "home", f"http://127.0.0.1:{free_port()}/api")  # nothing listens there
-    refused(cli("run", str(repo / "examples" / "demo.yaml"), "-o", str(tmp_path / "o"), env=env),
-            "(PREFECT_API_URL) does not answer", "unset PREFECT_API_URL")
+    run = cli("run", str(repo / "examples" / "demo.yaml"), "-o", str(tmp_path / "o"), env=env)
+    refused(run, "(PREFECT_API_URL) does not answer", "unset PREFECT_API_URL")
     assert not (tmp_path / "o" / "documents").exists()
+    # `winnow deploy` refuses the same way: the same line, status 2 (it was 1).
+    deploy = cli("deploy", "--name", "curate", env=env, cwd=tmp_path)
+    refused(deploy, "(PREFECT_API_URL) does not answer")
+    assert deploy.stderr.strip() == _error_lines(run)[-1]
+
+
+def _error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [ln for ln in proc.stderr.splitlines() if ln.strip()]
+
+
+def test_user_text_is_printed_literally_never_as_markup(tmp_path, repo):
+    """Paths and values are text: `[bold]` stays in the message, `[/x]` does not crash it, a
+    YAML error's brackets are printed as they are, and control characters are escaped."""
+    demo = str(repo / "examples" / "demo.yaml")
+    bold = cli("run", demo, "-i", str(tmp_path / "[bold]x"), "-o", str(tmp_path / "o"))
+    refused(bold, f"{tmp_path}/[bold]x: matched no")
+    closing = cli("run", demo, "-i", str(tmp_path / "nothing[/x]"), "-o", str(tmp_path / "o"))
+    refused(closing, f"{tmp_path}/nothing[/x]: matched no")
+    assert "MarkupError" not in closing.stderr and len(_error_lines(closing)) == 1
+    escape = cli("run", demo, "-i", str(tmp_path / "a\x1b[2J\x1b]0;owned\x07b"), "-o", str(tmp_path / "o"))
+    refused(escape, "a\\x1b[2J\\x1b]0;owned\\x07b")
+    assert "\x1b" not in escape.stderr and "\x07" not in escape.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [/data/warc\noutput: o\n")  # the closing bracket is missing
+    proc = cli("run", str(bad))
+    refused(proc, str(bad))
+    assert "MarkupError" not in proc.stderr and len(_error_lines(proc)) == 1
+
+
+def test_python_dash_m_winnow_and_help_that_reads_well(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "winnow", "run", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "80"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Usage: winnow run [OPTIONS] CONFIG\n")
+    # Paragraphs are re-flowed to the width: no line ends in the middle of a sentence and is
+    # followed by a short one, as the docstring's own breaks did ("each shard is" / "one output file").
+    assert "each shard is one output file" in " ".join(proc.stdout.split())
+    assert all(len(ln) <= 80 for ln in proc.stdout.splitlines())
+    lines = proc.stdout.splitlines()
+    assert not [ln for ln, nxt in zip(lines, lines[1:]) if len(ln) < 40 and ln.strip() and nxt.startswith("  ")
+                and not ln.lstrip().startswith("-") and ln.rstrip()[-1:].isalpha() and ":" not in ln]
+    for noise in ("{config}", "{CONFIG}", "<bool>", "<list[str]>", "<str>", "<int>"):
+        assert noise not in proc.stdout, noise
+    assert "-i, --input PATH" in proc.stdout and "--workers N" in proc.stdout
+    assert subprocess.run([sys.executable, "-m", "winnow", "--version"], capture_output=True, text=True,
+                          timeout=120).stdout.startswith("winnow 0.")
+
+
+def test_counts_are_pluralised(tmp_path, demo_warcs, cli_env, repo):
+    """One input file reads "1 input file in 1 shard", one document "1 document"."""
+    (tmp_path / "in").mkdir()
+    one = sorted(demo_warcs.iterdir())[0]
+    (tmp_path / "in" / one.name).write_bytes(one.read_bytes())
+    proc = cli("run", str(repo / "examples" / "demo.yaml"), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
+               "--stages", "ingest", env=cli_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1 input file in 1 shard ->" in proc.stderr
+    assert not re.search(r"\b1 (documents|files|shards|input files)\b", proc.stderr), proc.stderr[-3000:]
+
+
+def test_a_run_that_reads_nothing_is_one_line_and_uses_its_own_server_database(tmp_path, repo):
+    """With --quiet (and without), a run that reads nothing ends in one line, no Prefect ERROR
+    and no traceback. Its temporary server keeps its runs out of ~/.prefect/prefect.db, the
+    database of the user's own `prefect server start`."""
+    from helpers.servers import prefect_env
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.warc.gz").write_bytes(b"this is not a warc file at all")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in prefect_env(tmp_path / "unused").items() if k != "PREFECT_HOME"}
+    env["HOME"] = str(home)
+    demo = str(repo / "examples" / "demo.yaml")
+    quiet = cli("--quiet", "run", demo, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"), env=env)
+    assert quiet.returncode == 1, quiet.stderr[-3000:]
+    lines = _error_lines(quiet)
+    assert lines[-1].startswith("error: read nothing: 0 documents"), quiet.stderr[-3000:]
+    assert "Traceback" not in quiet.stderr and "Encountered exception" not in quiet.stderr
+    assert [ln for ln in lines if "error" in ln.lower()] == [lines[-1]], quiet.stderr[-3000:]
+    assert not (home / ".prefect" / "prefect.db").exists()
+    assert (home / ".prefect" / "winnow-temporary-server.db").exists()
+    loud = cli("run", demo, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"), env=env)
+    assert loud.returncode == 1 and "Traceback" not in loud.stderr and "Encountered exception" not in loud.stderr
+    assert "docs.prefect.io" not in loud.stderr  # the banner, off unless --verbose
+    assert not (home / ".prefect" / "prefect.db").exists()

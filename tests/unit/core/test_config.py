@@ -67,3 +67,28 @@ def test_batches_bound_the_task_count():
     assert len(batches) == 1000 and sum(map(len, batches)) == 100_000
     assert RunnerConfig(workers=2).batches(40, tasks_per_worker=4) == [list(range(k, k + 5)) for k in range(0, 40, 5)]
     assert RunnerConfig(workers=2, shards_per_task=7).batches(10) == [list(range(7)), [7, 8, 9]]
+
+
+def test_a_yaml_syntax_error_is_one_line_with_file_line_and_column_and_exit_2(tmp_path):
+    """The real CLI: PyYAML's multi-line message quoted the broken YAML (`[/data/warc`), which the
+    terminal printer read as markup and crashed on, exit 1 after a 40-line traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("input: [/data/warc\noutput: out\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "winnow"), "run", str(cfg)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"{cfg}, line 2, column 7: not valid YAML" in lines[0]
+    assert "starts at line 1, column 8" in lines[0] and "Traceback" not in proc.stderr
+    with pytest.raises(ConfigError, match=r"line 3, column 1: not valid YAML: found unexpected end of stream"):
+        load_config(_write(tmp_path / "quote.yaml", 'input: a\noutput: "b\n'))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import os
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import fsspec
 import pyarrow.parquet as pq
 import pytest
 
 from winnow.document import SCHEMA
+from winnow.resume import DONE_DIR
 from winnow.shardio import (
     InputError,
     ShardWriter,
@@ -143,13 +146,13 @@ def test_check_writable(tmp_path):
 
 def test_prune_removes_shards_this_run_did_not_write(tmp_path):
     folder = tmp_path / "documents"
-    (folder / "_done").mkdir(parents=True)
+    (folder / DONE_DIR).mkdir(parents=True)
     for k in range(5):
         (folder / shard_name(k)).write_bytes(b"")
-        (folder / "_done" / f"{shard_name(k)}.json").write_text("{}")
+        (folder / DONE_DIR / f"{shard_name(k)}.json").write_text("{}")
     assert prune_shards(str(folder), [str(folder / shard_name(k)) for k in range(3)]) == 2
     assert sorted(p.name for p in folder.glob("part-*")) == [shard_name(k) for k in range(3)]
-    assert sorted(p.name for p in (folder / "_done").iterdir()) == [f"{shard_name(k)}.json" for k in range(3)]
+    assert sorted(p.name for p in (folder / DONE_DIR).iterdir()) == [f"{shard_name(k)}.json" for k in range(3)]
 
 
 def test_s3_read_warc_and_write_parquet(s3_server, demo_warcs):
@@ -208,3 +211,151 @@ def test_failed_s3_write_leaves_nothing_and_writes_need_no_temp_objects(s3_serve
     fs.invalidate_cache()
     assert fs.ls("winnow-test/atomic") == ["winnow-test/atomic/part-00000.parquet"]  # no temp object, no copy
     assert len(list(read_documents(out, StageStats(), s3_server))) == len(docs)
+
+
+# ---- bad records, unreadable inputs (issue 20, items 4 and 5) ---------------------------------
+
+def test_bad_jsonl_records_are_counted_and_the_rest_read(tmp_path, warc_docs, caplog):
+    from helpers.hostile_inputs import jsonl_with_bad_lines
+
+    texts = [d.text for d in warc_docs("cc-main-2020-34-sample.warc.gz")] * 7  # 112 real texts
+    path = tmp_path / "mixed.jsonl"
+    expected = jsonl_with_bad_lines(path, texts)  # starts with a UTF-8 BOM
+    stats = StageStats()
+    docs = list(read_documents(str(path), stats))
+    # Before: the BOM cost the first line, and a lone surrogate failed the whole shard later on.
+    assert [d.text for d in docs] == texts and docs[0].id == "doc-0"
+    assert dict(stats.errors) == expected
+    assert "x\ud800y" not in caplog.text and "udfff" not in caplog.text
+    with ShardWriter(str(tmp_path / shard_name(0))) as w:
+        w.write_all(docs)
+    assert w.rows == len(texts)
+
+
+def test_parquet_columns_of_the_wrong_type_are_counted_per_row(tmp_path, warc_docs):
+    from helpers.hostile_inputs import parquet_with_bad_columns
+
+    texts = [d.text for d in warc_docs("cc-main-2020-34-sample.warc.gz")]
+    expected = parquet_with_bad_columns(tmp_path / "pq", texts)
+    stats = StageStats()
+    docs = [d for p in sorted((tmp_path / "pq").iterdir()) for d in read_documents(str(p), stats)]
+    # Before: AttributeError / ArrowTypeError / JSONDecodeError failed the shard.
+    assert sorted(d.text for d in docs) == sorted(texts + ["annotated two"])
+    assert dict(stats.errors) == expected
+
+
+WRITER_CHILD = """
+import sys
+from winnow.document import Document
+from winnow.shardio import ShardWriter
+with ShardWriter(sys.argv[1]) as w:
+    w.write(Document("a", "lone \\ud800 surrogate from a stage", url="http://x/\\udc00",
+                     annotations={"s.k": "v\\ud801", "s.l": ["\\ud802"]}))
+print(w.rows)
+try:
+    with ShardWriter(sys.argv[1] + ".2") as w:
+        w.write(Document("b", ["not", "text"]))  # a stage bug, met at the last flush: the shard fails
+except Exception as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_the_writer_survives_surrogates_and_leaves_no_del_tracebacks(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / shard_name(0)
+    proc = subprocess.run([sys.executable, "-c", WRITER_CHILD, str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.split() == ["1", "ArrowTypeError"], proc.stderr
+    assert "Exception ignored" not in proc.stderr and "closed file" not in proc.stderr
+    (doc,) = read_documents(str(out), StageStats())
+    assert doc.text == "lone ? surrogate from a stage" and doc.url == "http://x/?"
+    assert not (tmp_path / (shard_name(0) + ".2")).exists()
+
+
+def _as_nobody(code: str, *args: str):
+    """Run Python as the unprivileged user `nobody`: root reads files whatever their mode, so a
+    permission test needs another user. Skipped where that is not possible."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to run a child as nobody")
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+READ_CHILD = """
+import sys
+from winnow.shardio import list_inputs, read_documents
+from winnow.stats import StageStats
+try:
+    if sys.argv[1] == "list":
+        list_inputs([sys.argv[2]])
+    else:
+        print(len(list(read_documents(sys.argv[2], stats := StageStats()))), dict(stats.errors))
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.fixture
+def open_dir():
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="winnow-perm-")  # /tmp, not pytest's root-only tmp_path
+    os.chmod(d, 0o755)
+    yield Path(d)
+    for p in Path(d).rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    shutil.rmtree(d)
+
+
+def test_unreadable_inputs_raise_instead_of_being_counted(open_dir, warc_docs):
+    docs = warc_docs("cc-main-2020-34-sample.warc.gz")
+    jsonl = open_dir / "docs.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": d.text}) + "\n" for d in docs))
+    parquet = open_dir / shard_name(0)
+    with ShardWriter(str(parquet)) as w:
+        w.write_all(docs)
+    for path in (jsonl, parquet):
+        assert _as_nobody(READ_CHILD, "read", str(path)).stdout.split()[0] == str(len(docs))
+        path.chmod(0)
+        # Before: counted as corrupt_input / unreadable_file, and the shard was marked done.
+        assert _as_nobody(READ_CHILD, "read", str(path)).stdout.startswith("PermissionError"), path
+
+
+def test_an_unreadable_sub_folder_is_an_error_not_a_shorter_listing(open_dir, demo_warcs):
+    (open_dir / "a").mkdir()
+    (open_dir / "b").mkdir()
+    for sub in "ab":
+        (open_dir / sub / "x.warc.gz").write_bytes((demo_warcs / "cc-main-2020-34-sample.warc.gz").read_bytes())
+    (open_dir / "b").chmod(0)
+    out = _as_nobody(READ_CHILD, "list", str(open_dir)).stdout
+    assert out.startswith("InputError") and f"cannot read folder {open_dir}/b (Permission denied)" in out
+
+
+def test_metadata_folders_are_not_reported_as_unsupported(tmp_path, warc_docs):
+    # winnow's own output as input: its done-markers are no inputs and not worth a warning.
+    folder = tmp_path / "deduped"
+    with ShardWriter(str(folder / shard_name(0))) as w:
+        w.write_all(warc_docs("cc-main-2020-34-sample.warc.gz"))
+    for meta in ("_done", "__done__", "_decontam"):
+        (folder / meta).mkdir()
+        (folder / meta / f"{shard_name(0)}.json").write_text("{}")
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "notes.txt").write_text("x")
+    listing = list_inputs([str(folder)])
+    assert [f.path for f in listing.files] == [str(folder / shard_name(0))]
+    assert listing.skipped_summary() == "skipped 1 file(s): 1 in a hidden folder (notes.txt)"
+
+
+def test_a_missing_bucket_is_named_for_inputs_as_for_outputs(s3_server):
+    for pattern in ("s3://winnow-tset/crawl/", "s3://winnow-tset/crawl/*.warc.gz", "s3://winnow-tset/x.warc.gz"):
+        with pytest.raises(StorageError, match="bucket 'winnow-tset' does not exist"):
+            list_inputs([pattern], s3_server)
+    with pytest.raises(InputError, match="no such file or directory"):
+        list_inputs(["s3://winnow-test/no-such-folder/"], s3_server)

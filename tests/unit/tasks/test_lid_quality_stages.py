@@ -205,3 +205,83 @@ def test_per_language_off_gives_every_document_quality_language_settings():
     gopher = dict(stage.rulesets)["gopher_quality"]
     # German's own stop words (FineWeb-2), never English ones, for every document.
     assert "der" in gopher.stop_words and "the" not in gopher.stop_words
+
+
+GLOTLID_LABELS = {"de": "deu_Latn", "fr": "fra_Latn", "ru": "rus_Cyrl", "es": "spa_Latn", "sv": "swe_Latn",
+                  "en": "eng_Latn"}
+
+
+@pytest.fixture(scope="module")
+def glotlid_style(tmp_path_factory, shared_data):
+    """A tiny real fastText LID model with GlotLID's labels (no GlotLID download is possible),
+    trained on 60 dev-set texts per language; the other 40 per language are held out."""
+    import fasttext
+
+    with open(shared_data / "lid" / "dev.jsonl", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
+    by_lang: dict[str, list[str]] = {}
+    for r in rows:
+        if r["lang"] in GLOTLID_LABELS:
+            by_lang.setdefault(r["lang"], []).append(" ".join(r["text"].split()))
+    folder = tmp_path_factory.mktemp("glotlid")
+    train = [f"__label__{GLOTLID_LABELS[lang]} {t}" for lang, texts in sorted(by_lang.items()) for t in texts[:60]]
+    (folder / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+    model = fasttext.train_supervised(input=str(folder / "train.txt"), epoch=50, lr=1.0, dim=16, minn=2, maxn=4,
+                                      bucket=20_000, thread=1, verbose=0)
+    model.save_model(str(folder / "glotlid-style.bin"))
+    held_out = [Document(id=f"{lang}-{i}", text=t) for lang, texts in sorted(by_lang.items())
+                for i, t in enumerate(texts[60:])]
+    return str(folder / "glotlid-style.bin"), held_out
+
+
+def test_glotlid_model_applies_fineweb2_language_score_per_language(glotlid_style, run_stage):
+    from winnow.filters.multilingual import glotlid_language_scores
+
+    path, docs = glotlid_style
+    fw2 = glotlid_language_scores()
+    assert fw2["deu_Latn"] == 0.821 and fw2["swe_Latn"] == 0.629 and "eng_Latn" not in fw2
+    stage = LidStage(LidConfig(model_path=path), StageEnv())
+    assert stage.per_lang == {lab: fw2[lab] for lab in GLOTLID_LABELS.values() if lab in fw2}
+    decisions = {}
+    for d in docs:
+        doc = Document(id=d.id, text=d.text)
+        decisions[d.id] = (stage.apply(doc), doc.annotations["lid.lang"], stage.lid.predict(d.text)[1])
+    dropped = {lang for reason, lang, _ in decisions.values() if reason == "lid_low_score"}
+    for reason, lang, score in decisions.values():
+        # FineWeb-2 keeps a document whose language_score is at least its language's threshold.
+        assert reason == ("lid_low_score" if score < fw2.get(lang, 0.0) else None), (lang, score)
+    assert len(dropped) >= 3 and "eng_Latn" not in dropped  # FineWeb-2 has no English threshold
+    kept, stats = run_stage(LidStage, LidConfig(model_path=path), docs)
+    assert stats.dropped_docs == {"lid_low_score": sum(r == "lid_low_score" for r, _, _ in decisions.values())}
+    # Opt out: the score is annotated only.
+    kept, stats = run_stage(LidStage, LidConfig(model_path=path, apply_language_score=False), docs)
+    assert len(kept) == len(docs) and all("lid.score" in d.annotations for d in kept)
+    # An explicit threshold wins over FineWeb-2's, for that language only.
+    stage = LidStage(LidConfig(model_path=path, thresholds={"deu_Latn": 0.0}), StageEnv())
+    assert stage.per_lang["deu_Latn"] == 0.0 and stage.per_lang["fra_Latn"] == 0.824
+
+
+def test_lid176_labels_never_get_fineweb2_language_score():
+    stage = LidStage(LidConfig(keep=["de"]), StageEnv())
+    assert stage.per_lang == {}  # lid.176 scores are on another scale
+    stage = LidStage(LidConfig(calibrated_thresholds=True), StageEnv())
+    assert "deu_Latn" not in stage.per_lang and stage.per_lang["en"] == 0.95
+
+
+def test_quality_done_marker_key_names_each_languages_tokenizer_and_version():
+    import importlib.metadata as md
+
+    from winnow.filters.multilingual import bundled_configs
+
+    key = QualityStage.settings(QualityConfig())["word_tokenizers"]
+    assert key["jpn_Jpan"] == (f"datatrove:jpn_Jpan SpaCyTokenizer(ja) sudachipy=={md.version('sudachipy')} "
+                               f"sudachidict-core=={md.version('sudachidict-core')} spacy=={md.version('spacy')} "
+                               "datatrove==0.10.1")
+    assert key["cmn_Hani"].startswith("datatrove:cmn_Hani SpaCyTokenizer(zh) jieba==")
+    assert key["kor_Hang"].startswith("datatrove:kor_Hang KiwiTokenizer kiwipiepy==")
+    assert key["tha_Thai"].startswith("datatrove:tha_Thai ThaiTokenizer pythainlp==")
+    assert key["vie_Latn"].startswith("datatrove:vie_Latn SpaCyTokenizer(vi) pyvi==")
+    assert key["deu_Latn"] == key["eng_Latn"].replace(":en", ":de") == f"spacy:de spacy=={md.version('spacy')}"
+    assert set(key) == {"eng_Latn", "other", *bundled_configs()}
+    only = QualityStage.settings(QualityConfig(language="ja", per_language=False))["word_tokenizers"]
+    assert list(only) == ["jpn_Jpan"]
