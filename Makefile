@@ -36,13 +36,14 @@ $(VENV)/.bench: $(BIN)/winnow
 demo: install
 	$(BIN)/winnow run examples/demo.yaml
 
-## System packages some integration tests use: PostgreSQL (the Prefect server on PostgreSQL)
-## and Chromium (the run report rendered in a browser). Installed with apt when missing and
-## possible (root); otherwise those tests are skipped with a note.
+## System packages some integration tests use: PostgreSQL (the Prefect server on PostgreSQL),
+## Chromium (the run report rendered in a browser) and tmux (what a user sees on a terminal).
+## Installed with apt when missing and possible (root); otherwise those tests are skipped with a note.
 system-deps:
 	@missing=""; \
 	command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing:$$missing"; \

@@ -213,12 +213,11 @@ def agreement_part(data: Path) -> None:
 
     sys.path.insert(0, str(REPO / "tests"))
     from helpers import fineweb2 as fw
-    from peer.test_fineweb2_filtering import NOT_COMPARABLE
 
     per: dict[str, Counter] = defaultdict(Counter)
     t0 = time.perf_counter()
     for corpus, name, text in [*fw.dev_corpora(data), *fw.warc_corpus(data)]:
-        if name in NOT_COMPARABLE:
+        if name in fw.NOT_COMPARABLE:
             continue
         ours = fw.winnow_decision(name, text)
         per[name][corpus] += 1
@@ -238,7 +237,7 @@ def agreement_part(data: Path) -> None:
     print(f"## Agreement with FineWeb-2's filtering step, per language ({machine()}, {elapsed:.0f} s)\n")
     print(markdown_table(rows))
     print(f"\nSame decision on {same:,} of {total:,} documents ({100 * same / total:.2f}%). Not compared: "
-          + "; ".join(f"`{k}`: {v}" for k, v in NOT_COMPARABLE.items()) + ".\n")
+          + "; ".join(f"`{k}`: {v}" for k, v in fw.NOT_COMPARABLE.items()) + ".\n")
 
 
 # ------------------------------------------------------------------ URL safety lists

@@ -379,4 +379,4 @@ def glotlid_language_scores() -> dict[str, float]:
     labels are FineWeb-2's config names, which are GlotLID's labels. Aliases get none: FineWeb-2
     kept a document by the score of the very label it filtered on."""
     return {name: float(score) for name in bundled_configs()
-            if (score := load_config(name).get("language_score")) is not None}
+            if (score := _fineweb2(name).language_score) is not None}

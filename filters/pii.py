@@ -88,8 +88,11 @@ _LOCAL_EDGE = _ASCII_WORD
 _DOMAIN_RE = re.compile(
     r"(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"(?P<tld>[A-Za-z]{2,24}|xn--[A-Za-z0-9-]{2,59})"
-    r"|\[(?:\d{1,3}\.){3}\d{1,3}\])"
+    r"|\[(?:\d{1,3}\.){3}\d{1,3}\]"
+    r"|(?P<quad>(?:\d{1,3}\.){3}\d{1,3})(?![\w.-]*[A-Za-z]))",
+    re.ASCII,
 )
+_MORE_DOTTED_RE = re.compile(r"\d|\.\d", re.ASCII)
 # File extensions that follow an "@" in file names (icon@2x.png) and are not TLDs. Extensions
 # that are also country TLDs (.py .rs .sh .md .pl .cc .so) cannot be told apart and are kept.
 _FILE_TLDS = _words(
@@ -124,15 +127,27 @@ def _email_at(text: str, at: int, floor: int) -> tuple[int, int] | None:
         start -= 1
     if at - start > 64:  # longer than RFC 5321 allows: a hash or base64 blob
         return None
+    # A local part has no "..": the address starts after the last one ("Write to us
+    # at...john.doe@", "email..email@"), as FineWeb's dot-atom regex finds it.
+    dots = text.rfind("..", start, at)
+    if dots != -1:
+        start = dots + 2
     # the address starts and ends on a letter or digit: quotes, dots and dashes belong to the prose
     while start < at and text[start] not in _LOCAL_EDGE:
         start += 1
-    if start == at or text[at - 1] not in _LOCAL_EDGE or ".." in text[start:at]:
+    if start == at or text[at - 1] not in _LOCAL_EDGE:
         return None
     m = _DOMAIN_RE.match(text, at + 1)
     if m is None:
         return None
     end = m.end()
+    if m.group("quad") is not None:
+        # john.smith@123.45.67.89: an address at an IP literal; the whole address is masked
+        # (not only the IP, which would leave the person's name in clear). Octets must be
+        # valid, and no more dotted digits may follow (a version pin: pkg@1.2.3.4.5).
+        if any(int(part) > 255 for part in m.group("quad").split(".")) or _MORE_DOTTED_RE.match(text, end):
+            return None
+        return start, end
     nxt = text[end : end + 1]
     if nxt and nxt in _DOMAIN_GOES_ON:
         return None

@@ -34,7 +34,8 @@ _INSTALL = f"(install winnow[{EXTRA}])"
 _SPACY_NEEDS: dict[str, tuple[str, ...]] = {"ja": ("sudachipy", "sudachidict-core"), "zh": ("jieba",),
                                             "vi": ("pyvi",)}
 _CLASS_NEEDS: dict[str, tuple[str, ...]] = {"KiwiTokenizer": ("kiwipiepy", "kiwipiepy-model"),
-                                            "ThaiTokenizer": ("pythainlp",), "IndicNLPTokenizer": ("indic-nlp-library",)}
+                                            "ThaiTokenizer": ("pythainlp",),
+                                            "IndicNLPTokenizer": ("indic-nlp-library",)}
 # Import names of those distributions (looked up without importing them).
 _MODULES = {"sudachipy": "sudachipy", "sudachidict-core": "sudachidict_core", "jieba": "jieba", "pyvi": "pyvi",
             "kiwipiepy": "kiwipiepy", "kiwipiepy-model": "kiwipiepy_model", "pythainlp": "pythainlp",

@@ -7,6 +7,10 @@ own cache is keyed by chunk), so the tokens of a text are exactly the concatenat
 tokens of its chunks. This tokenizer keeps a cache of chunk -> tokens (web text reuses a few
 hundred thousand distinct chunks), calls spaCy only on unseen chunks, and memoises the last
 text so that the filters of one document share one tokenization. Results are spaCy's own.
+Sentences are those of spaCy's sentencizer (as datatrove adds it), whitespace tokens included:
+each chunk's sentencizer result is cached for both states it can be entered in, and the
+whitespace between chunks (anything but one " ") is a token, as in spaCy; spans are equal to
+spaCy's on any input (tests/peer and tests/unit check it on random and real text).
 
 It plugs into datatrove's filters through their own extension point: ``language=`` accepts a
 ``WordTokenizer`` instance.
@@ -14,16 +18,16 @@ It plugs into datatrove's filters through their own extension point: ``language=
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 _DEFAULT_CACHE = 500_000
-# A text as spaCy's tokenizer walks it: runs of non-whitespace (chunks, group 1) and of
-# whitespace; \s and str.split() both use Python's isspace, as spaCy's tokenizer does.
-_PIECES = re.compile(r"(\S+)|\s+")
+# Per chunk: its words, and spaCy's sentencizer over its tokens entered without and with a
+# sentence end pending, each (offsets in the chunk where a sentence starts, pending after it).
+_Sentencized = tuple[tuple[int, ...], bool]
+_Chunk = tuple[tuple[str, ...], _Sentencized, _Sentencized]
 
 
 def import_spacy_without_torch():
@@ -55,18 +59,35 @@ class CachedSpacyTokenizer(WordTokenizer):
 
         self._nlp = spacy.blank(language)
         self._sent_end = frozenset(Sentencizer.default_punct_chars)
-        self._cache: dict[str, tuple[tuple[str, bool], ...]] = {}
+        self._cache: dict[str, _Chunk] = {}
         self._max_cache = max_cache
         self._memo = threading.local()
 
-    def _chunk(self, chunk: str) -> tuple[tuple[str, bool], ...]:
-        toks = self._cache.get(chunk)
-        if toks is None:
-            toks = tuple((t.text, t.is_punct) for t in self._nlp.tokenizer(chunk) if t.text.strip())
+    def _chunk(self, chunk: str) -> _Chunk:
+        entry = self._cache.get(chunk)
+        if entry is None:
+            toks = [(t.text, t.is_punct) for t in self._nlp.tokenizer(chunk) if t.text.strip()]
+            entry = (tuple(t for t, _ in toks), self._sentencize(toks, False), self._sentencize(toks, True))
             if len(self._cache) >= self._max_cache:
                 self._cache.clear()  # bounded memory; refills with the frequent chunks
-            self._cache[chunk] = toks
-        return toks
+            self._cache[chunk] = entry
+        return entry
+
+    def _sentencize(self, toks: list[tuple[str, bool]], seen_end: bool) -> tuple[tuple[int, ...], bool]:
+        """spaCy's sentencizer over one chunk's tokens, entered with or without a sentence end
+        pending: (offsets in the chunk where a sentence starts, whether one is pending after it).
+        A sentence ends after a sentence-final punctuation token, at the next token that is not
+        punctuation."""
+        starts: list[int] = []
+        pos = 0
+        for tok, is_punct in toks:
+            if seen_end and not is_punct and tok not in self._sent_end:
+                starts.append(pos)
+                seen_end = False
+            elif tok in self._sent_end:
+                seen_end = True
+            pos += len(tok)
+        return tuple(starts), seen_end
 
     def word_tokenize(self, text: str) -> list[str]:
         """spaCy's tokens of the text (memoised: the rule sets of one document share them)."""
@@ -74,7 +95,7 @@ class CachedSpacyTokenizer(WordTokenizer):
         if getattr(memo, "text", None) is text:
             return memo.words
         chunk = self._chunk
-        words = [tok for c in text.split() for tok, _ in chunk(c)]
+        words = [tok for c in text.split() for tok in chunk(c)[0]]
         memo.text, memo.words = text, words
         return words
 
@@ -82,41 +103,37 @@ class CachedSpacyTokenizer(WordTokenizer):
         """Sentence spans of spaCy's sentencizer on spaCy's tokens, whitespace tokens included.
 
         spaCy keeps one " " after a token as that token's trailing space; any other whitespace
-        (a second space, a tab, a newline, whitespace at the start) is a token of its own. Such a
-        token is not punctuation, so after a sentence end it starts the next sentence: "Thanks a
-        lot.  :)" is two sentences, "Thanks a lot. :)" one. A sentence ends after a token that is
-        sentence-final punctuation, at the next token that is not punctuation."""
+        (a second space, a tab, a newline, whitespace at the start or end) is a token of its own.
+        It is not punctuation: after a sentence end it starts the next sentence, so "Thanks a
+        lot.  :)" is two sentences and "Thanks a lot. :)" one. It leaves no sentence end pending,
+        so it can end a sentence only at the end of the text."""
         spans: list[tuple[int, int]] = []
-        sent_end = self._sent_end
+        chunk = self._chunk
         start = -1  # first character of the current sentence, -1 before the first token
-        end = 0  # end of the last token
+        end = pos = 0  # end of the last chunk; start of the next
         seen_end = False
-        for m in _PIECES.finditer(text):
-            pos = m.start()
-            if m.lastindex is None:  # a whitespace run: a token, less one leading " " after a token
-                if pos and text[pos] == " ":
-                    pos += 1
-                    if pos == m.end():
-                        continue
-                if start < 0:
-                    start = pos
-                elif seen_end:
+        for c in text.split():
+            pos = text.index(c, pos)
+            if start < 0:
+                start = 0  # a chunk, or whitespace before it: the first token
+            elif pos - end > 1 or text[end] != " ":  # a whitespace token between the chunks
+                if seen_end:
                     spans.append((start, end))
-                    start, seen_end = pos, False
-                end = m.end()
-                continue
-            for tok, is_punct in self._chunk(m.group()):
-                if start < 0:
-                    start = pos
-                elif seen_end and not is_punct and tok not in sent_end:
-                    spans.append((start, end))
-                    start, seen_end = pos, False
-                if tok in sent_end:
-                    seen_end = True
-                pos += len(tok)
-                end = pos
-        if start >= 0:
-            spans.append((start, end))
+                    start, seen_end = end + (text[end] == " "), False
+            starts, seen_end = chunk(c)[2 if seen_end else 1]
+            for off in starts:
+                spans.append((start, end if off == 0 else pos + off))
+                start = pos + off
+            end = pos = pos + len(c)
+        if start < 0:  # no chunk: nothing, or one whitespace token
+            return [(0, len(text))] if text else []
+        rest = len(text) - end
+        if rest > 1 or (rest == 1 and text[end] != " "):  # a whitespace token at the end
+            if seen_end:
+                spans.append((start, end))
+                start = end + (text[end] == " ")
+            end = len(text)
+        spans.append((start, end))
         return spans
 
     def sent_tokenize(self, text: str) -> list[str]:

@@ -47,12 +47,14 @@ from winnow.minhash import WordHasher, band_keys, permutations, text_signatures
 from winnow.report import bar_chart, section
 from winnow.resume import (
     Marker,
+    Mismatch,
     ShardRef,
     ShardResult,
     derive_shard,
     group_by_rows,
     marker_path,
     read_shard,
+    redo_note,
     work_key,
 )
 from winnow.shardio import (
@@ -516,16 +518,19 @@ def all_in_one_unit(shards: list[ShardRef], work: str, cfg: DedupConfig, key: st
                                 join(work, CLUSTERS_DIR), storage_options)
 
 
-def _reset_work(work: str, key: str, storage_options: dict[str, Any] | None) -> None:
+def _reset_work(work: str, key: str, settings: dict[str, Any], storage_options: dict[str, Any] | None
+                ) -> Mismatch | None:
     """Start the dedup work over when its input or parameters changed (the key is the digest
-    of every input shard's key and the dedup settings)."""
+    of every input shard's key and the dedup settings); why, when an earlier run's is redone."""
     marker = Marker(join(work, "inputs"), storage_options)
-    if marker.check(key, require_output=False)[0] is not None:
-        return
+    done, mismatch = marker.check(key, {STAGE: settings}, require_output=False)
+    if done is not None:
+        return None
     fs, path = filesystem(work, storage_options)
     if fs.exists(path):
         fs.rm(path, recursive=True)
-    marker.write(key, {})
+    marker.write(key, {}, {STAGE: settings})
+    return mismatch
 
 
 @register
@@ -559,8 +564,11 @@ class DedupStage(CorpusStage[DedupConfig]):
         so = ctx.storage_options
         work = join(ctx.output, WORK_DIR)
         n = len(inputs)
-        key = work_key([r.key for r in inputs], cls.settings(section, StageEnv(so or {}, ctx.output)))
-        _reset_work(work, key, so)
+        settings = cls.settings(section, StageEnv(so or {}, ctx.output))
+        key = work_key([r.key for r in inputs], settings)
+        redone = _reset_work(work, key, settings, so)
+        if redone is not None:
+            ctx.log(redo_note([redone], "output(s)", STAGE) or "")
         deduped = [join(ctx.output, DEDUPED_DIR, shard_name(k)) for k in range(n)]
         n_docs = sum(r.rows for r in inputs)
         if n_docs < section.single_task_below:

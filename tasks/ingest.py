@@ -151,7 +151,8 @@ def ingest(responses: Iterable[HttpResponse], cfg: IngestConfig, stats: StageSta
         try:
             text, encoding, counters = sandbox(resp.body, resp.charset, cfg.extractor)
         except SandboxError as exc:  # the worker was killed; the next page gets a new one
-            stats.drop(f"extraction_{exc.reason}", size, f"{resp.url}: {exc}", bad_input=True)
+            stats.drop(f"extraction_{exc.reason}", size,
+                       f"{resp.url}: decoding + extraction: {exc}; worker replaced", bad_input=True)
             continue
         except ChildError as exc:  # one bad page must not end the shard
             stats.drop("extraction_error", size, f"{resp.url}: {exc}", bad_input=True)

@@ -35,11 +35,11 @@ from winnow.document import Document
 from winnow.megatron import MegatronWriter
 from winnow.packing import Bin, best_fit_decreasing, concat_chunks, split_into_chunks
 from winnow.report import bar_chart, section, table
-from winnow.resume import Marker, ShardRef, group_by_rows, iter_documents, work_key
+from winnow.resume import Marker, Mismatch, ShardRef, group_by_rows, iter_documents, redo_note, work_key
 from winnow.shardio import ParquetShardWriter, filesystem, join, path_stamps, write_bytes_atomic
 from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
-from winnow.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerError, load_tokenizer
+from winnow.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerError, load_tokenizer, tokenizer_files
 
 STAGE = "pack"
 PACKED_DIR = "packed"
@@ -96,9 +96,11 @@ def check_pack(cfg: PackConfig) -> Tokenizer:
     """Load the tokenizer and check it has the EOS/BOS asked for, before any work."""
     tok = load_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token)
     if cfg.add_eos and tok.eos_id is None:
-        raise TokenizerError(f"{tok.name} has no EOS token: set pack.eos_token, or pack.add_eos: false")
+        raise TokenizerError(f"{tok.name} has no EOS token (looked at {tok.eos_looked}): set pack.eos_token, "
+                             "or pack.add_eos: false")
     if cfg.add_bos and tok.bos_id is None:
-        raise TokenizerError(f"{tok.name} has no BOS token: set pack.bos_token, or pack.add_bos: false")
+        raise TokenizerError(f"{tok.name} has no BOS token (looked at {tok.bos_looked}): set "
+                             "pack.bos_token, or pack.add_bos: false")
     return tok
 
 
@@ -302,6 +304,8 @@ def pack_group(group: int, shards: list[ShardRef], out_dir: str, cfg: PackConfig
     record = {"files": files, "stats": stats.to_dict(), "inputs": [s.path for s in shards],
               "tokenizer": tok.name, "vocab_size": tok.vocab_size,
               "eos_id": tok.eos_id if cfg.add_eos else None, "bos_id": tok.bos_id if cfg.add_bos else None,
+              "eos_token": tok.eos_token if cfg.add_eos else None, "eos_from": tok.eos_from if cfg.add_eos else None,
+              "bos_token": tok.bos_token if cfg.add_bos else None, "bos_from": tok.bos_from if cfg.add_bos else None,
               "megatron": None if megatron is None else posixpath.basename(str(megatron["prefix"]))}
     marker.write(key, record, {"pack": PackStage.settings(cfg, StageEnv(storage_options or {}))})
     return record
@@ -322,7 +326,11 @@ def write_manifest(groups: list[dict[str, Any]], out_dir: str, cfg: PackConfig, 
         "tokenizer": first.get("tokenizer", cfg.tokenizer),
         "vocab_size": first.get("vocab_size"),
         "eos_id": first.get("eos_id"),
+        "eos_token": first.get("eos_token"),
+        "eos_from": first.get("eos_from"),
         "bos_id": first.get("bos_id"),
+        "bos_token": first.get("bos_token"),
+        "bos_from": first.get("bos_from"),
         "seq_len": cfg.seq_len,
         "strategy": cfg.strategy,
         "buffer_docs": cfg.buffer_docs,
@@ -396,9 +404,11 @@ class PackStage(CorpusStage[PackConfig]):
     def settings(cls, section: PackConfig, env: StageEnv | None = None) -> dict[str, Any]:
         out = super().settings(section, env)
         if not section.tokenizer.startswith("tiktoken:"):
-            # A tokenizer.json replaced at the same path gives other token ids: redo the packing.
+            # A tokenizer.json replaced at the same path gives other token ids, an edited
+            # tokenizer_config.json another EOS: redo the packing.
             try:
-                out["tokenizer_file"] = path_stamps([section.tokenizer], env.storage_options if env else None)
+                out["tokenizer_file"] = path_stamps(tokenizer_files(section.tokenizer),
+                                                    env.storage_options if env else None)
             except (OSError, ValueError):
                 out["tokenizer_file"] = "unreadable"  # check() says why, before work
         return out
@@ -425,12 +435,17 @@ class PackStage(CorpusStage[PackConfig]):
                 # manifest beside a mix of old and new sequences.
                 fs, path = filesystem(join(out_dir, MANIFEST), ctx.storage_options)
                 fs.rm_file(path)
+                ctx.log(redo_note([Mismatch.between(out_dir, {STAGE: done.get("settings")}, {STAGE: settings})],
+                                  "output(s)", STAGE) or "")
             groups = group_shards(inputs, section.documents_per_task)
             records = ctx.mapper.map(pack_group, [
                 {"group": g, "shards": [inputs[k] for k in idx], "out_dir": out_dir, "cfg": section, "key": key,
                  "storage_options": ctx.storage_options, "megatron_dir": mega} for g, idx in enumerate(groups)],
                 name="pack", label=lambda item: f"group {item['group']}")
             manifest = write_manifest(records, out_dir, section, inputs, key, ctx.storage_options)
+        if manifest.get("eos_id") is not None:
+            ctx.log(f"pack: EOS {manifest.get('eos_token')!r} = id {manifest['eos_id']} "
+                    f"(from {manifest.get('eos_from')}) of {manifest['tokenizer']}")
         ctx.log(f"packed {manifest['tokens']:,} tokens into {manifest['sequences']:,} sequences "
                 f"(padding {100 * manifest['padding_fraction']:.3f}%) -> {out_dir}")
         packed = {k: manifest[k] for k in ("tokenizer", "seq_len", "strategy", "documents", "tokens", "sequences",
@@ -459,6 +474,12 @@ class PackStage(CorpusStage[PackConfig]):
                        + table(rows, "packing-table"))
 
 
+def _token(m: dict[str, Any], role: str) -> str:
+    if m.get(f"{role}_id") is None:
+        return "none"
+    return f"`{m.get(f'{role}_token')}` = id {m[f'{role}_id']}"
+
+
 def dataset_card(m: dict[str, Any]) -> str:
     """The dataset card of the packed output (a Hugging Face README with the data_files pattern)."""
     return f"""---
@@ -470,7 +491,7 @@ configs:
 
 | | |
 |---|---|
-| tokenizer | `{m['tokenizer']}` (vocab {m['vocab_size']:,}; EOS id {m['eos_id']}, BOS id {m['bos_id']}) |
+| tokenizer | `{m['tokenizer']}` (vocab {m['vocab_size']:,}; EOS {_token(m, 'eos')}, BOS {_token(m, 'bos')}) |
 | sequence length L | {m['seq_len']:,} |
 | packing | {m['strategy']} (buffer {m['buffer_docs']:,} documents, shuffle seed {m['seed']}) |
 | documents | {m['documents']:,} ({m['truncated_documents']:,} longer than L / cut, split into chunks of at most L) |

@@ -28,7 +28,7 @@ from winnow.config import runtime_field
 from winnow.document import Document
 from winnow.rephrase_backends import Backend, Generation, OpenAIBackend, TransformersBackend, VLLMBackend
 from winnow.report import bar_chart, section
-from winnow.resume import ShardRef, ShardResult, derive_shard
+from winnow.resume import ShardRef, ShardResult, derive_shard, redo_note
 from winnow.shardio import error_line, filesystem, join, shard_name, write_bytes_atomic
 from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
@@ -440,6 +440,9 @@ class RephraseStage(CorpusStage[RephraseConfig]):
             {"source": s, "out": o, "checkpoint": c, "cfg": section, "storage_options": ctx.storage_options,
              "rows_per_group": ctx.rows_per_row_group} for s, o, c in zip(inputs, outs, checkpoints, strict=True)],
             name="rephrase", label=lambda item: posixpath.basename(item["out"]))
+        redone = redo_note([r.mismatch for r in results if r.mismatch is not None], stage=STAGE)
+        if redone:
+            ctx.log(redone)
         stats = StageStats()
         for r in results:
             stats.merge(StageStats.from_dict(r.stats[STAGE]))

@@ -18,7 +18,16 @@ from typing import Any
 
 from winnow.config import ConfigError, PipelineConfig
 from winnow.document import Document
-from winnow.resume import Marker, Mismatch, ShardRef, ShardResult, finished_shard, shard_files, work_key
+from winnow.resume import (
+    Marker,
+    Mismatch,
+    ShardRef,
+    ShardResult,
+    finished_shard,
+    redo_note,
+    shard_files,
+    work_key,
+)
 from winnow.shardio import InputFile, ShardWriter, input_format
 from winnow.stage import DocumentStage, SourceStage, StageConfig, StageEnv, get
 from winnow.stats import StageStats
@@ -182,7 +191,7 @@ def earlier_documents(jobs: list[ShardJob], plan: ShardPlan, only: list[str]) ->
         return None
     found = {posixpath.basename(path): finished_shard(path, plan.storage_options) for path in files}
     made_by = sorted({name for done in found.values() if done is not None
-                      for name in done[1].get("settings", {}).get("order", [])})
+                      for name in done[1].get("settings", {}).get("order", [])}, key=_pipeline_position)
     running = [name for name, _ in plan.stages]
     what = f"{folder} ({len(files)} shard(s) made by {', '.join(made_by) or 'no document stage'})"
     if set(made_by) <= set(running) and (running or not made_by):
@@ -210,12 +219,13 @@ def earlier_documents(jobs: list[ShardJob], plan: ShardPlan, only: list[str]) ->
     return kept
 
 
+def _pipeline_position(name: str) -> tuple[int, str]:
+    try:
+        return get(name).order, name
+    except KeyError:  # a stage of another winnow version
+        return 1 << 30, name
+
+
 def mismatch_note(mismatches: list[Mismatch]) -> str | None:
-    """'3 finished shard(s) redone: settings changed: lid.keep ["en"] -> ["de"]', or None."""
-    if not mismatches:
-        return None
-    reasons: dict[str, int] = {}
-    for m in mismatches:
-        reasons[m.describe()] = reasons.get(m.describe(), 0) + 1
-    detail = "; ".join(f"{why}" + (f" ({n})" if len(reasons) > 1 else "") for why, n in reasons.items())
-    return f"{len(mismatches)} shard(s) from an earlier run redone: {detail}"
+    """'3 shard(s) from an earlier run redone: settings changed: lid.keep ["en"] -> ["de"]', or None."""
+    return redo_note(mismatches)

@@ -153,6 +153,6 @@ def decode_html(body: bytes, http_charset: str | None, stats: Counts | None = No
         stats.counters["charset_fallback"] = stats.counters.get("charset_fallback", 0) + 1
     # The detector's answer goes through the same table, so no name outside it reaches Python.
     detected = detect_encoding(body) or "utf-8"
-    name = encoding_for_label(detected) or encoding_for_label(detected.replace("_", "-"))
-    codec = (_ENCODINGS[name][0] if name else None) or "utf-8"
+    found = encoding_for_label(detected) or encoding_for_label(detected.replace("_", "-"))
+    codec = (_ENCODINGS[found][0] if found else None) or "utf-8"
     return bytes_to_str(body, codec, fallback_encodings=("utf-8", "cp1252")), codec

@@ -3,7 +3,8 @@
 
 Exit codes: 0 done; 1 the run failed part-way (finished shards are kept: rerun to resume) or
 read nothing; 2 refused before any work (bad config, missing file, unwritable output,
-unreachable storage, output in use by another run); 130 interrupted (Ctrl-C: rerun to resume).
+unreachable storage, output in use by another run, a Prefect API that does not answer); 130
+interrupted (Ctrl-C), 143 stopped by SIGTERM: rerun to resume.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
-import click
 import typer
 import yaml
 from rich.console import Console
 from rich.text import Text
-from typer.core import TyperCommand
+from typer.core import TyperArgument, TyperCommand
 
 from winnow import watchdog as watchdog_module
 from winnow.stats import plural
@@ -69,10 +69,18 @@ app = typer.Typer(
 
 
 class _Command(TyperCommand):
-    """Usage lines as click writes them: `winnow run [OPTIONS] CONFIG`, not typer's `{CONFIG}`."""
+    """Help as click writes it: `winnow run [OPTIONS] CONFIG`, not typer's `{CONFIG}`, and an
+    argument named by its metavar alone (typer adds `<str>` beside it)."""
 
-    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+    # typer vendors its own click (typer._click): the contexts are typed Any here.
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        super().format_help(ctx, formatter)
 
 
 def _show_version(value: bool) -> None:

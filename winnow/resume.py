@@ -71,6 +71,26 @@ class Mismatch:
             parts.append("input changed")
         return "; ".join(parts) or "marker from another winnow version"
 
+    @classmethod
+    def between(cls, output: str, old: Any, new: Mapping[str, Any]) -> Mismatch:
+        """Why an earlier output made with settings ``old`` does not cover settings ``new``
+        (no setting differs: its input did)."""
+        changed = settings_diff(old, dict(new)) if isinstance(old, dict) else []
+        return cls(output, changed, inputs_changed=not changed)
+
+
+def redo_note(mismatches: Sequence[Mismatch], what: str = "shard(s)", stage: str | None = None) -> str | None:
+    """The one line a rerun prints for work it redoes, the same for every stage:
+    '3 shard(s) from an earlier run redone: settings changed: lid.keep ["en"] -> ["de"]',
+    'pack: 1 output(s) from an earlier run redone: settings changed: pack.seq_len 2048 -> 1024'."""
+    if not mismatches:
+        return None
+    reasons: dict[str, int] = {}
+    for m in mismatches:
+        reasons[m.describe()] = reasons.get(m.describe(), 0) + 1
+    detail = "; ".join(f"{why}" + (f" ({n})" if len(reasons) > 1 else "") for why, n in reasons.items())
+    return (f"{stage}: " if stage else "") + f"{len(mismatches)} {what} from an earlier run redone: {detail}"
+
 
 def settings_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted names of the settings that differ between two settings dicts."""
@@ -125,9 +145,8 @@ class Marker:
         # The caller is about to rewrite the output: the old marker goes first, so a run killed
         # midway never leaves it beside new data (a later run with the old settings would skip).
         self.clear()
-        old = info.get("settings")
-        changed = settings_diff(old, dict(settings)) if isinstance(old, dict) and settings is not None else []
-        return None, Mismatch(self.output, changed, inputs_changed=not changed)
+        return None, Mismatch.between(self.output, info.get("settings") if settings is not None else None,
+                                      settings or {})
 
     def write(self, key: str, record: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> None:
         info = {**record, "key": key, "output": self.output, "settings": dict(settings or {}),

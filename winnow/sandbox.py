@@ -20,6 +20,7 @@ The child dies with its parent (``PR_SET_PDEATHSIG``) and exits when its stdin c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import select
@@ -80,7 +81,9 @@ class Sandbox:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        # A reader dropped without close (the end of a shard): end its worker with it.
+        with contextlib.suppress(Exception):
+            self.close()
 
     @property
     def pid(self) -> int | None:

@@ -228,8 +228,8 @@ class DocumentStage(Stage[C]):
             pass
 
         def restore() -> None:
-            for d, (text, annotations) in zip(batch, before, strict=True):
-                d.text, d.annotations = text, dict(annotations)
+            for d, (text, notes) in zip(batch, before, strict=True):
+                d.text, d.annotations = text, dict(notes)
 
         restore()
         reasons: list[str | None] = [None] * len(batch)

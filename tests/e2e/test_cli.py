@@ -70,7 +70,7 @@ def test_a_run_that_reads_nothing_fails(tmp_path, repo, cli_env):
     proc = cli("run", str(repo / "examples" / "demo.yaml"), "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"),
                env=cli_env)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert "skipped 1 file(s): 1 unsupported format (notes.txt)" in proc.stderr
+    assert proc.stderr.count("skipped 1 file(s): 1 unsupported format (notes.txt)") == 1  # said once, not twice
     final = proc.stderr[proc.stderr.rindex("error:"):]
     assert "read nothing: 0 documents in 1 input file(s) (not_a_warc 1)" in final and "Traceback" not in final
 
@@ -244,11 +244,12 @@ def test_counts_are_pluralised(tmp_path, demo_warcs, cli_env, repo):
 def test_a_run_that_reads_nothing_is_one_line_and_uses_its_own_server_database(tmp_path, repo):
     """With --quiet (and without), a run that reads nothing ends in one line, no Prefect ERROR
     and no traceback. Its temporary server keeps its runs out of ~/.prefect/prefect.db, the
-    database of the user's own `prefect server start`."""
+    database of the user's own `prefect server start`. A file name with terminal escapes is
+    logged with them escaped."""
     from helpers.servers import prefect_env
 
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.warc.gz").write_bytes(b"this is not a warc file at all")
+    (tmp_path / "in" / "a\x1b[2J\x1b]0;owned\x07.warc.gz").write_bytes(b"this is not a warc file at all")
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in prefect_env(tmp_path / "unused").items() if k != "PREFECT_HOME"}
@@ -265,4 +266,6 @@ def test_a_run_that_reads_nothing_is_one_line_and_uses_its_own_server_database(t
     loud = cli("run", demo, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"), env=env)
     assert loud.returncode == 1 and "Traceback" not in loud.stderr and "Encountered exception" not in loud.stderr
     assert "docs.prefect.io" not in loud.stderr  # the banner, off unless --verbose
+    assert "not_a_warc: " in loud.stderr and "a\\x1b[2J\\x1b]0;owned\\x07.warc.gz" in loud.stderr
+    assert "\x1b" not in loud.stderr and "\x07" not in loud.stderr
     assert not (home / ".prefect" / "prefect.db").exists()

@@ -182,3 +182,28 @@ def test_sigterm_mid_extraction_exits_143_with_one_line_and_the_rerun_resumes(tm
     rerun = winnow("run", str(cfg), "-o", str(out), env=env)
     assert "already done" in rerun.stderr
     assert output_of(str(out)) == reference
+
+
+def test_an_output_folder_deleted_mid_run_is_said_once_and_stops_the_run(tmp_path, demo_config, crawl,
+                                                                         prefect_server_api):
+    cfg = demo_config(tmp_path / "c.yaml", input=[str(crawl)], runner={"kind": "threads", "workers": 2})
+    out = tmp_path / "out"
+    proc = subprocess.Popen([str(BIN / "winnow"), "run", str(cfg), "-o", str(out)], cwd=REPO,
+                            env=prefect_env(tmp_path / "home", prefect_server_api), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline and not list(out.glob("documents/*done*/*.json")):
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before the folder was deleted"
+        shutil.rmtree(out)
+        deleted = time.monotonic()
+        _, stderr = proc.communicate(timeout=120)
+        took = time.monotonic() - deleted
+    finally:
+        stop_group(proc)
+    assert proc.returncode == 1, stderr[-3000:]
+    assert took < 20, f"took {took:.0f} s"  # one heartbeat (15 s), not minutes of retried writes
+    assert stderr.count("disappeared during the run") == 1, stderr[-3000:]
+    assert f"error: the output folder {out} disappeared during the run" in stderr
+    assert "taken by another run" not in stderr and "Traceback" not in stderr

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 from helpers.servers import BIN, REPO, prefect_env
 
 pytestmark = pytest.mark.slow
@@ -100,3 +103,37 @@ def test_report_renders_in_headless_chromium(demo_run, tmp_path):
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (900, 2600)
     assert len(png) > 30_000  # a blank page compresses to a few KB; charts and text do not
+
+
+def _table_cells(line: str) -> list[str]:
+    """The cells of a GFM table row: split on pipes that are not backslash-escaped."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def test_values_from_data_are_escaped_in_markdown_and_the_funnel_is_narrow(tmp_path, test_data,
+                                                                           prefect_server_api):
+    """An evaluation set whose `benchmark` is HTML with a pipe: summary.md and the winnow-funnel
+    artifact show it as text (no tag, the table keeps its columns), and the funnel table has five
+    short columns, so it fits the Prefect UI at 1,400 px."""
+    evil = "<img src=x onerror=alert(1)>|`x`*y*[z](http://e.invalid)"
+    rows = [json.loads(line) for line in (test_data / "decontam" / "gutenberg_cloze.jsonl").read_text().splitlines()]
+    evals = tmp_path / "evals.jsonl"
+    evals.write_text("".join(json.dumps({**r, "benchmark": evil}) + "\n" for r in rows))
+    out = tmp_path / "out"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"input": [str(test_data / "decontam" / "corpus.jsonl")], "output": str(out),
+                                   "decontam": {"enabled": True, "eval_sets": [str(evals)]}}))
+    proc = subprocess.run([str(BIN / "winnow"), "run", str(cfg), "--stages", "decontam"], cwd=REPO,
+                          env=prefect_env(tmp_path / "home", prefect_server_api), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["stages"]["decontam"]["dropped_docs"]  # it matched
+    markdown = (out / "summary.md").read_text()
+    artifact = httpx.get(f"{prefect_server_api}/artifacts/winnow-funnel/latest", timeout=30).json()["data"]
+    for text in (markdown, artifact):
+        assert not re.search(r"(?<!\\)[<>|`*\[\]]", text.split("Removed, by reason:")[1])  # every one escaped
+        assert "\\<img src=x onerror=alert(1)\\>\\|" in text
+        table = [line for line in text.splitlines() if line.startswith("|")]
+        widths = {len(_table_cells(line)) for line in table}
+        assert widths == {5}, table
+        assert max(len(c) for line in table for c in _table_cells(line)) <= 12, table

@@ -14,7 +14,6 @@ import functools
 import gzip
 import json
 import uuid
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -199,5 +198,6 @@ def parquet_with_bad_columns(folder: Path, texts: list[str]) -> dict[str, int]:
     pq.write_table(pa.table({"id": ["u1", "u2"], "text": ["fine text one", "fine text two"],
                              "url": pa.array([1.5, 2.5])}), folder / "float-url.parquet")
     pq.write_table(pa.table({"id": ["a1", "a2"], "text": ["annotated one", "annotated two"],
+                             "url": [HOST + "bad-annotations", HOST + "good-annotations"],
                              "annotations": ["{not json", '{"ok": 1}']}), folder / "bad-annotations.parquet")
     return {"bad_text": 3, "bad_field:url": 2, "bad_annotations": 1}

@@ -79,12 +79,9 @@ def response_record(url: str, body: bytes, content_type: bytes = b"text/html", h
     return gzip.compress(head + http + b"\r\n\r\n", compresslevel=1)
 
 
-def hostile_warc(path: Path, ordinary: Path | None = None, names: Iterable[str] = PAGES) -> Path:
-    """A WARC with the named hostile pages (URL ``HOST + name``) and, when given, every record
-    of the real WARC ``ordinary``: half the hostile pages before it, the rest after it, so
-    ordinary pages are read by workers that replaced killed ones."""
-    names = list(names)
-    records = [response_record(HOST + name, PAGES[name]()) for name in names]
+def write_mixed(path: Path, records: list[bytes], ordinary: Path | None = None) -> Path:
+    """``records`` around every record of the real WARC ``ordinary`` (half before it, the rest
+    after it), so ordinary pages are read by workers that replaced killed ones."""
     half = (len(records) + 1) // 2
     with open(path, "wb") as out:
         out.writelines(records[:half])
@@ -92,3 +89,9 @@ def hostile_warc(path: Path, ordinary: Path | None = None, names: Iterable[str] 
             out.write(ordinary.read_bytes())
         out.writelines(records[half:])
     return path
+
+
+def hostile_warc(path: Path, ordinary: Path | None = None, names: Iterable[str] = PAGES) -> Path:
+    """A WARC with the named hostile pages (URL ``HOST + name``) mixed into the real WARC
+    ``ordinary`` (see :func:`write_mixed`)."""
+    return write_mixed(path, [response_record(HOST + name, PAGES[name]()) for name in names], ordinary)

@@ -14,11 +14,7 @@ from collections import defaultdict
 import pytest
 from helpers import fineweb2 as fw
 
-# Languages whose FineWeb-2 decisions cannot be reproduced here, and why (deliberate, checked strictly).
-NOT_COMPARABLE = {
-    "hin_Deva": "datatrove splits Hindi with indic-nlp-library, which winnow does not ship (its install pulls "
-                "sphinx and pandas, about 190 MB); winnow uses spaCy's hi tokenizer",
-}
+NOT_COMPARABLE = fw.NOT_COMPARABLE
 LANGUAGES = sorted(set(fw.upstream_configs()) - set(NOT_COMPARABLE))
 
 

@@ -88,3 +88,28 @@ def test_release_waits_for_the_heartbeat_so_the_lock_never_comes_back(tmp_path):
         lock.release()
         time.sleep(0.01)
         assert not (out / LOCK_NAME).exists()
+
+
+def test_a_deleted_output_folder_is_reported_once_as_gone(tmp_path, caplog):
+    """The heartbeat finds the lock file gone with its folder: it says the output disappeared
+    (not that another run took the lock), once, and calls what stops the run."""
+    import shutil
+
+    from winnow import lock as lock_module
+
+    out = tmp_path / "out"
+    heard: list[str] = []
+    lock_module._on_vanished.append(heard.append)
+    try:
+        with OutputLock(str(out), heartbeat_s=0.1) as held:
+            shutil.rmtree(out)
+            deadline = time.monotonic() + 10
+            while not heard and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # a second beat would report again
+        assert heard == [held.vanished] and len(heard) == 1
+        assert f"the output folder {out} disappeared during the run" in heard[0]
+        assert not held.lost and "taken by another run" not in caplog.text
+        assert not out.exists()  # releasing did not recreate the folder
+    finally:
+        lock_module._on_vanished.remove(heard.append)

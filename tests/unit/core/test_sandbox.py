@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -164,3 +165,20 @@ def test_extraction_results_are_identical_to_inline():
             for body, charset in pages:
                 assert sb(body, charset, extractor) == extract_page(body, charset, extractor)
 
+
+
+def _in_daemon(q) -> None:
+    with Sandbox("builtins:len", timeout_s=30) as sb:
+        q.put(sb(b"abc"))
+
+
+def test_it_runs_inside_a_daemonic_worker():
+    """winnow's process runners may run shards in daemonic processes, which may not have
+    multiprocessing children; a subprocess is allowed."""
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_in_daemon, args=(q,), daemon=True)
+    p.start()
+    assert q.get(timeout=60) == 3
+    p.join(10)
+    assert p.exitcode == 0

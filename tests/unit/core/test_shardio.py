@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import os
 import json
+import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import fsspec
 import pyarrow.parquet as pq
@@ -274,17 +273,18 @@ def test_the_writer_survives_surrogates_and_leaves_no_del_tracebacks(tmp_path):
     assert not (tmp_path / (shard_name(0) + ".2")).exists()
 
 
-def _as_nobody(code: str, *args: str):
-    """Run Python as the unprivileged user `nobody`: root reads files whatever their mode, so a
-    permission test needs another user. Skipped where that is not possible."""
+def _without_root_powers(code: str, *args: str):
+    """Run Python as root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH: root reads files whatever
+    their mode, so a permission test takes those powers away. Skipped where that is not possible."""
     import shutil
     import subprocess
     import sys
 
     if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to run a child as nobody")
-    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                           sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        pytest.skip("needs root and setpriv (as another user, chmod 000 would deny reads anyway)")
+    caps = "-dac_override,-dac_read_search"
+    return subprocess.run(["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", sys.executable, "-c", code,
+                           *args], capture_output=True, text=True, timeout=120)
 
 
 READ_CHILD = """
@@ -301,41 +301,28 @@ except Exception as exc:
 """
 
 
-@pytest.fixture
-def open_dir():
-    import shutil
-    import tempfile
-
-    d = tempfile.mkdtemp(prefix="winnow-perm-")  # /tmp, not pytest's root-only tmp_path
-    os.chmod(d, 0o755)
-    yield Path(d)
-    for p in Path(d).rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    shutil.rmtree(d)
-
-
-def test_unreadable_inputs_raise_instead_of_being_counted(open_dir, warc_docs):
+def test_unreadable_inputs_raise_instead_of_being_counted(tmp_path, warc_docs):
     docs = warc_docs("cc-main-2020-34-sample.warc.gz")
-    jsonl = open_dir / "docs.jsonl"
+    jsonl = tmp_path / "docs.jsonl"
     jsonl.write_text("".join(json.dumps({"text": d.text}) + "\n" for d in docs))
-    parquet = open_dir / shard_name(0)
+    parquet = tmp_path / shard_name(0)
     with ShardWriter(str(parquet)) as w:
         w.write_all(docs)
     for path in (jsonl, parquet):
-        assert _as_nobody(READ_CHILD, "read", str(path)).stdout.split()[0] == str(len(docs))
+        assert _without_root_powers(READ_CHILD, "read", str(path)).stdout.split()[0] == str(len(docs))
         path.chmod(0)
         # Before: counted as corrupt_input / unreadable_file, and the shard was marked done.
-        assert _as_nobody(READ_CHILD, "read", str(path)).stdout.startswith("PermissionError"), path
+        assert _without_root_powers(READ_CHILD, "read", str(path)).stdout.startswith("PermissionError"), path
 
 
-def test_an_unreadable_sub_folder_is_an_error_not_a_shorter_listing(open_dir, demo_warcs):
-    (open_dir / "a").mkdir()
-    (open_dir / "b").mkdir()
+def test_an_unreadable_sub_folder_is_an_error_not_a_shorter_listing(tmp_path, demo_warcs):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     for sub in "ab":
-        (open_dir / sub / "x.warc.gz").write_bytes((demo_warcs / "cc-main-2020-34-sample.warc.gz").read_bytes())
-    (open_dir / "b").chmod(0)
-    out = _as_nobody(READ_CHILD, "list", str(open_dir)).stdout
-    assert out.startswith("InputError") and f"cannot read folder {open_dir}/b (Permission denied)" in out
+        (tmp_path / sub / "x.warc.gz").write_bytes((demo_warcs / "cc-main-2020-34-sample.warc.gz").read_bytes())
+    (tmp_path / "b").chmod(0)
+    out = _without_root_powers(READ_CHILD, "list", str(tmp_path)).stdout
+    assert out.startswith("InputError") and f"cannot read folder {tmp_path}/b (Permission denied)" in out
 
 
 def test_metadata_folders_are_not_reported_as_unsupported(tmp_path, warc_docs):

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import brotli
 import pytest
-from helpers.hostile_inputs import (HOST, bomb_records, damaged_members, gzip_member, overrun_records, real_pages,
-                                    warc_record)
+from helpers.hostile_inputs import (
+    HOST,
+    bomb_records,
+    damaged_members,
+    gzip_member,
+    overrun_records,
+    real_pages,
+    warc_record,
+)
 
 from winnow.stats import StageStats
 from winnow.warc import WarcAbandoned, _decode_content, _TooLarge, iter_http_responses

@@ -151,8 +151,9 @@ def test_hf_tokenizer_json_trained_here(tmp_path):
     tk.decoder = decoders.ByteLevel()
     tk.train_from_iterator(text.split("\n\n"), trainers.BpeTrainer(vocab_size=2000, special_tokens=["<unk>", "<s>", "</s>"]))
     tk.save(str(tmp_path / "tokenizer.json"))
-    with pytest.raises(TokenizerError, match="no EOS"):
-        check_pack(PackConfig(tokenizer=str(tmp_path / "tokenizer.json")))
+    # Its own special tokens name EOS and BOS (tests/unit/core/test_tokenizer.py: the other sources).
+    found = check_pack(PackConfig(tokenizer=str(tmp_path / "tokenizer.json"), add_bos=True))
+    assert (found.eos_token, found.eos_id, found.bos_token, found.bos_id) == ("</s>", 2, "<s>", 1)
     cfg = dict(tokenizer=str(tmp_path / "tokenizer.json"), eos_token="</s>", bos_token="<s>", add_bos=True, seq_len=128)
     docs = real_docs(60)
     manifest, _ = pack_to_dir(docs, tmp_path, **cfg)
@@ -161,8 +162,9 @@ def test_hf_tokenizer_json_trained_here(tmp_path):
     starts = [r["input_ids"][sum(r["segment_lengths"][:k])] for r in rows
               for k, part in enumerate(r["chunk_index"]) if part == 0]
     assert starts and all(s == 1 for s in starts)  # every document starts with BOS
-    card = (tmp_path / "packed" / "_README.md").read_text()
-    assert "train-*.parquet" in card and json.loads((tmp_path / "packed" / "_manifest.json").read_text())["seq_len"] == 128
+    card = (tmp_path / "packed" / "__meta__" / "README.md").read_text()
+    manifest_file = tmp_path / "packed" / "__meta__" / "manifest.json"
+    assert "train-*.parquet" in card and json.loads(manifest_file.read_text())["seq_len"] == 128
 
 
 def test_groups_pack_in_parallel_within_0_05_percent_of_the_bound(tmp_path):
