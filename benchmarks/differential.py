@@ -19,11 +19,11 @@ from collections import Counter, defaultdict
 
 from _common import REPO, machine, markdown_table, shared_data
 
-sys.path.insert(0, str(REPO / "tests"))
-from helpers import differential as dif  # noqa: E402 - after tests/ is on the path
-
 
 def main() -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import differential as dif
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--every", type=int, default=1, help="take every n-th document (1: all)")
     args = ap.parse_args()

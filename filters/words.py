@@ -120,7 +120,8 @@ class CachedSpacyTokenizer(WordTokenizer):
                 if seen_end:
                     spans.append((start, end))
                     start, seen_end = end + (text[end] == " "), False
-            starts, seen_end = chunk(c)[2 if seen_end else 1]
+            entry = chunk(c)
+            starts, seen_end = entry[2] if seen_end else entry[1]
             for off in starts:
                 spans.append((start, end if off == 0 else pos + off))
                 start = pos + off

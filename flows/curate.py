@@ -132,6 +132,7 @@ def _check_corpus_inputs(cfg: PipelineConfig, refs: list[ShardRef], produced_by:
     """Before any work: an enabled corpus stage never writes the folder it reads, and a run
     limited with --stages finds its corpus stages' inputs current (see _earlier_output)."""
     for stage in corpus_stages():
+        assert issubclass(stage, CorpusStage)
         writes = join(cfg.output, stage.output_dir) if stage.output_dir else None
         if stage.is_enabled(cfg) and writes and refs and _inside(refs[0].path, writes):
             raise WouldReplace(f"the input {posixpath.dirname(refs[0].path)} is where {stage.name} writes in this "

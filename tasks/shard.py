@@ -193,6 +193,14 @@ def earlier_documents(jobs: list[ShardJob], plan: ShardPlan, only: list[str]) ->
     made_by = sorted({name for done in found.values() if done is not None
                       for name in done[1].get("settings", {}).get("order", [])}, key=_pipeline_position)
     running = [name for name, _ in plan.stages]
+    unmarked = sorted(name for name, done in found.items() if done is None)
+    if unmarked:
+        # Nothing says which stages made them (markers of winnow 0.2 are in _done/, or a run
+        # was killed between a shard and its marker): they may be curated, so never replaced.
+        raise WouldReplace(f"--stages {','.join(only)}: {folder} holds {len(unmarked)} shard(s) without a done-marker "
+                           f"({unmarked[0]}{', ...' if len(unmarked) > 1 else ''}; an earlier winnow version's "
+                           "or an interrupted run's), which this run would replace: rerun without --stages, or "
+                           "write to another --output")
     what = f"{folder} ({len(files)} shard(s) made by {', '.join(made_by) or 'no document stage'})"
     if set(made_by) <= set(running) and (running or not made_by):
         return None

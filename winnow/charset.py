@@ -116,17 +116,17 @@ def _decode_as(body: bytes, name: str) -> str | None:
 
 def decode_html(body: bytes, http_charset: str | None, stats: Counts | None = None) -> tuple[str, str]:
     """Bytes -> str, trusting in order: a byte-order mark, then a charset that the bytes do not
-    contradict (HTTP header, then <meta>), then detection. Returns (text, Python codec used).
+    contradict (HTTP header, then <meta>), then detection. Returns (text, the WHATWG name of the
+    encoding used, lower case: "utf-8", "windows-1252", "gbk", ...).
 
     Mislabelled pages are common (a UTF-8 page served as ISO-8859-1, or the reverse), so a
     declared charset is only used when the bytes are valid in it. When a page declared a charset
     and none could be used, ``charset_fallback`` is counted in ``stats``.
     """
-    for bom, name in _BOMS:
+    for bom, bom_name in _BOMS:
         if body.startswith(bom):
-            codec = str(_ENCODINGS[name][0])
             try:  # a byte-order mark outranks every label, as in browsers
-                return body[len(bom):].decode(codec), codec
+                return body[len(bom):].decode(str(_ENCODINGS[bom_name][0])), bom_name.lower()
             except UnicodeDecodeError:
                 break
     declared: list[str | None] = [http_charset]
@@ -145,14 +145,16 @@ def decode_html(body: bytes, http_charset: str | None, stats: Counts | None = No
             try:
                 return body.decode("utf-8"), "utf-8"
             except UnicodeDecodeError:
-                return body.decode("cp1252", "replace"), "cp1252"
+                return body.decode("cp1252", "replace"), _LATIN
         text = _decode_as(body, name)
         if text is not None:
-            return text, str(_ENCODINGS[name][0])
+            return text, name.lower()
     if stats is not None and any(declared):
         stats.counters["charset_fallback"] = stats.counters.get("charset_fallback", 0) + 1
     # The detector's answer goes through the same table, so no name outside it reaches Python.
     detected = detect_encoding(body) or "utf-8"
     found = encoding_for_label(detected) or encoding_for_label(detected.replace("_", "-"))
-    codec = (_ENCODINGS[found][0] if found else None) or "utf-8"
-    return bytes_to_str(body, codec, fallback_encodings=("utf-8", "cp1252")), codec
+    if not found or _ENCODINGS[found][0] is None:
+        found = "UTF-8"
+    codec = str(_ENCODINGS[found][0])
+    return bytes_to_str(body, codec, fallback_encodings=("utf-8", "cp1252")), found.lower()

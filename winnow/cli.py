@@ -339,7 +339,12 @@ def _execute(cfg: Any) -> None:
     on_vanished(_output_vanished)
     with _interruptible(lock_path):
         try:
-            summary = _in_thread(lambda: _run_flow(cfg, ensure_api, curate))
+            if not os.environ.get("PREFECT_API_URL"):
+                _status("starting a temporary Prefect server ...")
+            # In the main thread: the server dies with the thread that started it (PR_SET_PDEATHSIG
+            # follows the thread), and it must outlive the flow until Prefect's logs are flushed.
+            ensure_api(cfg.runner)
+            summary = _in_thread(lambda: _run_flow(cfg, curate))
         except (ShardFailures, PhaseFailed, NothingRead, OutputVanished) as exc:
             fail(str(exc), code=1)
         except (ConfigError, StageError, LockHeld, StorageError, InputError) as exc:
@@ -351,12 +356,9 @@ def _execute(cfg: Any) -> None:
     _done(summary, cfg)
 
 
-def _run_flow(cfg: Any, ensure_api: Callable[[Any], Any], curate: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Start what the run needs, saying so on a terminal (a minute can pass before the first
-    bar moves), then the flow."""
-    if not os.environ.get("PREFECT_API_URL"):
-        _status("starting a temporary Prefect server ...")
-    ensure_api(cfg.runner)
+def _run_flow(cfg: Any, curate: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """The flow, saying first on a terminal that worker processes start (a minute can pass
+    before the first bar moves)."""
     if cfg.runner.kind != "threads":
         _status(f"starting {plural(cfg.runner.workers, 'worker process', 'worker processes')} ({cfg.runner.kind}); "
                 "each imports the stages and loads their models before the first shard ...")

@@ -21,6 +21,7 @@ The child dies with its parent (``PR_SET_PDEATHSIG``) and exits when its stdin c
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import pickle
 import select
@@ -100,8 +101,13 @@ class Sandbox:
             self._kill()
             raise SandboxError("timeout", f"no result within {self.timeout_s:g} s") from None
         except (EOFError, BrokenPipeError):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1)  # its own exit status, not our SIGKILL
             self._kill()
             raise SandboxError("crash", f"worker died ({_exit_text(proc)})") from None
+        except BaseException:  # Ctrl-C mid-item: a later item must not read this one's answer
+            self._kill()
+            raise
         kind = reply[0]
         if kind == "ok":
             return reply[1]
@@ -177,8 +183,10 @@ def _wait(fd: int, deadline: float, *, write: bool) -> None:
     left = deadline - time.monotonic()
     if left <= 0:
         raise TimeoutError
-    ready = select.select([], [fd], [], left) if write else select.select([fd], [], [], left)
-    if not (ready[1] if write else ready[0]):
+    # poll, not select: a process with many open files (servers, Dask) has fds past 1024.
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT if write else select.POLLIN)
+    if not poller.poll(max(1, math.ceil(left * 1000))):
         raise TimeoutError
 
 

@@ -282,19 +282,24 @@ class WarcAbandoned(OSError):
 
 # The separator that ends a record, then the next record's version line: inside a block, the
 # block's Content-Length ran past its own payload into the following record(s).
-_NEXT_RECORD = re.compile(rb"\r\n\r\n(WARC/1\.[01]\r\n)")
+_NEXT_RECORD = b"\r\n\r\nWARC/1."
+_WARC_HEADERS = re.compile(rb"\r\nWARC-Type:.*\r\nContent-Length:|\r\nContent-Length:.*\r\nWARC-Type:",
+                           re.I | re.S)
 
 
 def _overrun_at(block: bytes) -> int | None:
     """Where, in ``block``, a following WARC record starts (the Content-Length was too large),
     or None. The version line must be followed by WARC headers, so a page quoting
     "WARC/1.0" does not count."""
-    for m in _NEXT_RECORD.finditer(block):
-        head = block[m.start(1) : m.start(1) + 4096]
-        end = head.find(b"\r\n\r\n")
-        if end > 0 and re.search(rb"\r\nWARC-Type:", head[:end], re.I) \
-                and re.search(rb"\r\nContent-Length:", head[:end], re.I):
-            return m.start(1)
+    i = block.find(_NEXT_RECORD)
+    while i >= 0:
+        start = i + 4
+        if block[start + 7 : start + 10] in (b"0\r\n", b"1\r\n"):
+            head = block[start : start + 4096]
+            end = head.find(b"\r\n\r\n")
+            if end > 0 and _WARC_HEADERS.search(head, 0, end):
+                return start
+        i = block.find(_NEXT_RECORD, i + 1)
     return None
 
 

@@ -21,6 +21,8 @@ import yaml
 from helpers import hostile_inputs as hi
 from helpers.servers import BIN, REPO, prefect_env, winnow
 
+pytestmark = pytest.mark.slow  # a Prefect server and the real CLI
+
 DEMO_WARCS = REPO / "examples" / "data" / "warc"
 SAMPLE = DEMO_WARCS / "cc-main-2020-34-sample.warc.gz"
 GOVUK = DEMO_WARCS / "govuk-BL-20140325121225068-00000.warc.gz"

@@ -154,3 +154,18 @@ def test_winnow_shards_as_input_are_read_in_place_not_copied(base, env, tmp_path
     proc = cli("-i", str(base / "deduped"), "-o", str(base), "--stages", "dedup", env=env)
     assert proc.returncode == 2 and "is where dedup writes" in proc.stderr, proc.stderr[-3000:]
     assert contents(base) == before
+
+
+def test_shards_of_an_earlier_layout_are_never_replaced_by_a_partial_run(base, env, tmp_path):
+    """winnow 0.2 kept markers in _done/: they do not match (the work is redone by a full run),
+    and a --stages run must not take the unmarked curated shards for its own to rewrite."""
+    out = tmp_path / "out"
+    shutil.copytree(base, out)
+    for folder in OUTPUTS:
+        if (out / folder / "__done__").is_dir():
+            (out / folder / "__done__").rename(out / folder / "_done")
+    before = contents(out)
+    proc = cli("-o", str(out), "--stages", "pack", env=env)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "without a done-marker" in proc.stderr and "rerun without --stages" in proc.stderr
+    assert contents(out) == before

@@ -104,5 +104,6 @@ def test_honest_legacy_labels_still_work():
     assert text in decode_html(page, None, stats)[0]
     assert text in decode_html(page.replace(b"koi8-r", b"x"), "KOI8-R", stats)[0]
     sjis = "<html><body><p>日本語のページです</p></body></html>".encode("cp932")
-    assert "日本語のページです" in decode_html(sjis, "Shift_JIS", stats)[0]
+    assert decode_html(sjis, "Shift_JIS", stats) == ("<html><body><p>日本語のページです</p></body></html>", "shift_jis")
+    assert decode_html(page, "latin1", stats)[1] == "windows-1252"  # the encoding's WHATWG name, lower case
     assert not stats.counters["charset_fallback"]

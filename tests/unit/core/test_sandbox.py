@@ -182,3 +182,20 @@ def test_it_runs_inside_a_daemonic_worker():
     assert q.get(timeout=60) == 3
     p.join(10)
     assert p.exitcode == 0
+
+
+def test_an_item_interrupted_by_ctrl_c_leaves_no_stale_answer():
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with Sandbox("builtins:pow", timeout_s=30) as sb:
+            assert sb(2, 3) == 8
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(KeyboardInterrupt):
+                sb(7, 10**7)  # a long computation in the worker
+            assert sb(2, 5) == 32 and sb.starts == 2
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -226,7 +226,7 @@ def glotlid_style(tmp_path_factory, shared_data):
     folder = tmp_path_factory.mktemp("glotlid")
     train = [f"__label__{GLOTLID_LABELS[lang]} {t}" for lang, texts in sorted(by_lang.items()) for t in texts[:60]]
     (folder / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
-    model = fasttext.train_supervised(input=str(folder / "train.txt"), epoch=50, lr=1.0, dim=16, minn=2, maxn=4,
+    model = fasttext.train_supervised(input=str(folder / "train.txt"), epoch=50, lr=0.3, dim=16, minn=2, maxn=4,
                                       bucket=20_000, thread=1, verbose=0)
     model.save_model(str(folder / "glotlid-style.bin"))
     held_out = [Document(id=f"{lang}-{i}", text=t) for lang, texts in sorted(by_lang.items())
