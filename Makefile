@@ -12,7 +12,7 @@ export UV_COMPILE_BYTECODE ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: install system-deps demo test test-fast lint wheel-check bench-e2e bench-scaling bench-scale bench-extract \
-	bench-ingest bench-lid bench-quality bench-dedup bench-rephrase bench-pack bench-stages clean
+	bench-ingest bench-lid bench-quality bench-dedup bench-rephrase bench-pack bench-stages bench-differential clean
 
 $(BIN)/winnow: pyproject.toml
 	$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
@@ -118,6 +118,10 @@ bench-stages: $(VENV)/.bench
 	$(BIN)/python benchmarks/pii.py
 	$(BIN)/python benchmarks/decontam.py
 	$(BIN)/python benchmarks/multilingual.py
+
+## Quality decisions per English rule set and PII spans, winnow vs datatrove on all the shared text (needs ../shared).
+bench-differential: $(VENV)/.bench
+	$(BIN)/python benchmarks/differential.py
 
 clean:
 	rm -rf demo-output fineweb-output multilingual-output .pytest_cache build dist

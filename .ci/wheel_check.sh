@@ -23,14 +23,14 @@ work=$(mktemp -d /tmp/winnow-wheel-XXXX)
 trap 'rm -rf "$work"' EXIT
 $PYTHON -m uv venv -q --python "$PYTHON" "$work/venv"
 $PYTHON -m uv pip install -q --python "$work/venv/bin/python" $FIND_LINKS "$wheel[multilingual]"
-# The extra's segmenters are what the installed wheel picks for Chinese, Japanese, Korean, Thai, Vietnamese.
-"$work/venv/bin/python" -c "from winnow.filters.multilingual import settings_for as s
-bad = [x for x in ('zh', 'ja', 'ko', 'th', 'vi') if s(x).fallback]
-assert not bad, f'multilingual extra: fallback tokenizers for {bad}'"
 mkdir -p "$work/project/flows"
 echo 'raise SystemExit("a user tasks.py was imported instead of winnow.tasks")' > "$work/project/tasks.py"
 echo 'raise SystemExit("a user flows/ was imported instead of winnow.flows")' > "$work/project/flows/__init__.py"
 cd "$work/project"
+# The extra's segmenters are what the installed wheel picks for Chinese, Japanese, Korean, Thai, Vietnamese.
+"$work/venv/bin/python" -c "from winnow.filters.multilingual import settings_for as s
+bad = [x for x in ('zh', 'ja', 'ko', 'th', 'vi') if s(x).fallback]
+assert not bad, f'multilingual extra: fallback tokenizers for {bad}'"
 env -u PREFECT_API_URL PREFECT_HOME="$work/prefect-home" "$work/venv/bin/winnow" --version
 "$work/venv/bin/winnow" deploy --help >/dev/null
 "$work/venv/bin/winnow" stages >/dev/null

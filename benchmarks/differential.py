@@ -34,6 +34,7 @@ def main() -> None:
     pii: dict[str, Counter[str]] = defaultdict(Counter)
     pii_diffs: Counter[tuple[str, str | None]] = Counter()
     unexplained: list[tuple[str, str, str]] = []
+    span_counts: Counter[str] = Counter()
     for corpus, text in docs:
         for name, (theirs, ours) in dif.quality_decisions(text).items():
             for key in (corpus, "all"):
@@ -41,7 +42,10 @@ def main() -> None:
                 counts[(key, name)]["agree" if theirs == ours else "disagree"] += 1
             if theirs != ours and len(examples) < 10:
                 examples.append((corpus, name, theirs[0], ours[0], text[:100]))
-        _, _, diffs = dif.pii_differences(text)
+        theirs_pii, ours_pii, diffs = dif.pii_differences(text)
+        span_counts["datatrove"] += len(theirs_pii)
+        span_counts["winnow"] += len(ours_pii)
+        span_counts["both"] += len(theirs_pii & ours_pii)
         for key in (corpus, "all"):
             pii[key]["docs"] += 1
             pii[key]["equal" if not diffs else "differ"] += 1
@@ -55,6 +59,8 @@ def main() -> None:
               "disagree": v["differ"], "agreement": f"{v['equal'] / v['docs']:.2%}"} for c, v in sorted(pii.items())]
     print(f"\n{len(docs)} documents (every {args.every}), {time.perf_counter() - t0:.0f} s ({machine()})\n")
     print(markdown_table(rows))
+    print(f"\nPII spans: datatrove {span_counts['datatrove']}, winnow {span_counts['winnow']}, "
+          f"the same span {span_counts['both']}")
     print("\nPII spans only one side masks, by deliberate difference:")
     print(markdown_table([{"side": s, "difference": r or "UNEXPLAINED", "spans": n}
                           for (s, r), n in sorted(pii_diffs.items(), key=lambda x: -x[1])] or

@@ -94,6 +94,8 @@ def plan_run(cfg: PipelineConfig) -> RunPlan:
         # Shards winnow wrote, and nothing to do per document: a copy would only cost time and
         # space, and their markers' keys already make them current inputs downstream.
         plan.reused, plan.produced_by = _winnow_shards(listing.files, so)
+        if plan.reused is not None:  # one shard per file, as they are (never run: for the counts)
+            plan.jobs = [ShardJob(k, (f,), f.path) for k, f in enumerate(listing.files)]
     if plan.reused is None:
         if any(_inside(f.path, out_dir) for f in listing.files):
             raise WouldReplace(f"the input {listing.files[0].path} is in {out_dir}, which this run writes: "

@@ -69,6 +69,12 @@ class IngestConfig(StageConfig):
     extract_memory_mb: int = Field(2048, ge=256,
                                    description="Address-space limit of that worker; a page that needs more is "
                                                "dropped (extraction_memory) and the worker replaced.")
+    max_resyncs: int = Field(1000, ge=0,
+                             description="Resyncs over damaged gzip members before a WARC file is given up "
+                                         "(warc_abandoned).")
+    abandoned_warc: Literal["fail", "count"] = Field(
+        "fail", description="What a WARC file given up after max_resyncs does: fail (its shard fails and is "
+                            "retried by the next run) or count (only counted; the run goes on).")
     url_filter: UrlFilterConfig = Field(default_factory=UrlFilterConfig)
 
     @field_validator("allowed_mime_types")
@@ -186,7 +192,9 @@ def ingest_warc(path: str, cfg: IngestConfig, stats: StageStats, storage_options
     with the file's documents missing."""
     with open_binary(path, storage_options) as fh:
         yield from ingest(iter_http_responses(fh, stats, path, cfg.max_record_bytes,
-                                              max_body_bytes=cfg.max_page_bytes),
+                                              max_body_bytes=cfg.max_page_bytes,
+                                              max_resyncs=cfg.max_resyncs,
+                                              fail_when_abandoned=cfg.abandoned_warc == "fail"),
                           cfg, stats, url_filter, path, sandbox)
 
 

@@ -263,7 +263,7 @@ def test_a_run_that_reads_nothing_is_one_line_and_uses_its_own_server_database(t
     assert [ln for ln in lines if "error" in ln.lower()] == [lines[-1]], quiet.stderr[-3000:]
     assert not (home / ".prefect" / "prefect.db").exists()
     assert (home / ".prefect" / "winnow-temporary-server.db").exists()
-    loud = cli("run", demo, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"), env=env)
+    loud = cli("run", demo, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), env=env)
     assert loud.returncode == 1 and "Traceback" not in loud.stderr and "Encountered exception" not in loud.stderr
     assert "docs.prefect.io" not in loud.stderr  # the banner, off unless --verbose
     assert "not_a_warc: " in loud.stderr and "a\\x1b[2J\\x1b]0;owned\\x07.warc.gz" in loud.stderr

@@ -47,7 +47,10 @@ def test_pack_dedup_and_rephrase_say_which_setting_made_them_redo(tmp_path):
     inputs = shards(tmp_path)
     out = tmp_path / "out"
 
-    assert not redone(run(PackStage, PackConfig(enabled=True, seq_len=2048), out, inputs), "pack")
+    first = run(PackStage, PackConfig(enabled=True, seq_len=2048), out, inputs)
+    assert not redone(first, "pack")
+    # The EOS it appends, by name and id, is a line of the run's output.
+    assert "pack: EOS '<|endoftext|>' = id 100257 (from the encoding's end-of-text token)" in " ".join(first)
     assert not redone(run(PackStage, PackConfig(enabled=True, seq_len=2048), out, inputs), "pack")  # done: silent
     notes = redone(run(PackStage, PackConfig(enabled=True, seq_len=1024), out, inputs), "pack")
     assert notes == ["pack: 1 output(s) from an earlier run redone: settings changed: pack.seq_len 2048 -> 1024"]
