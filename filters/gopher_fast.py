@@ -45,6 +45,8 @@ _B1, _B2 = 2**32 % _P1, 2**32 % _P2
 _SPACE = ord(" ") + 1  # the separator as a digit (code point + 1, as every other character)
 _MAX_WORD_CACHE = 1_000_000
 _U64 = np.uint64
+_B1_U, _B2_U, _P1_U, _P2_U = _U64(_B1), _U64(_B2), _U64(_P1), _U64(_P2)
+_SHIFT = _U64(32)
 
 
 @lru_cache(maxsize=4096)
@@ -169,12 +171,12 @@ class _Grams:
             if sep is None:
                 a1, a2 = g1[:m], g2[:m]
             else:
-                a1 = (g1[:m] * _U64(_B1) + _U64(sep)) % _U64(_P1)
-                a2 = (g2[:m] * _U64(_B2) + _U64(sep)) % _U64(_P2)
-            g1 = (a1 * self.p1[k - 1:] + self.h1[k - 1:]) % _U64(_P1)
-            g2 = (a2 * self.p2[k - 1:] + self.h2[k - 1:]) % _U64(_P2)
+                a1 = (g1[:m] * _B1_U + _U64(sep)) % _P1_U
+                a2 = (g2[:m] * _B2_U + _U64(sep)) % _P2_U
+            g1 = (a1 * self.p1[k - 1:] + self.h1[k - 1:]) % _P1_U
+            g2 = (a2 * self.p2[k - 1:] + self.h2[k - 1:]) % _P2_U
             glen = glen[:m] + (0 if sep is None else 1) + self.lengths[k - 1:]
-        keys = (g1 << _U64(32)) | g2
+        keys = (g1 << _SHIFT) | g2
         self._last[sep] = (n, g1, g2, glen, keys)  # only the last n: memory stays a few arrays
         return keys, glen
 
@@ -183,8 +185,9 @@ class _Grams:
         equal keys): equal word ids settle it, else the joined strings are compared."""
         if len(pos) == 0:
             return True
-        windows = np.lib.stride_tricks.sliding_window_view(self.ids, n)
-        differ = np.flatnonzero((windows[pos] != windows[ref]).any(axis=1))
+        offsets = np.arange(n)
+        ids = self.ids
+        differ = np.flatnonzero((ids[pos[:, None] + offsets] != ids[ref[:, None] + offsets]).any(axis=1))
         words = self.words
         for i in differ.tolist():  # "ab"+"c" against "a"+"bc", or a hash collision
             a, b = int(pos[i]), int(ref[i])
