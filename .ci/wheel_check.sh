@@ -35,6 +35,6 @@ env -u PREFECT_API_URL PREFECT_HOME="$work/prefect-home" "$work/venv/bin/winnow"
 "$work/venv/bin/winnow" deploy --help >/dev/null
 "$work/venv/bin/winnow" stages >/dev/null
 env -u PREFECT_API_URL PREFECT_HOME="$work/prefect-home" "$work/venv/bin/winnow" --quiet demo -o "$work/project/demo-output"
-test -s demo-output/report.html && test -s demo-output/packed/_manifest.json
+test -s demo-output/report.html && test -s demo-output/packed/__meta__/manifest.json
 ls demo-output/documents/part-*.parquet >/dev/null
 echo "wheel check: the installed wheel ran the demo and deploy --help from $work/project"

@@ -960,7 +960,7 @@ def part_dask(args: argparse.Namespace) -> None:
             keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="out-dask/")
                     for o in page.get("Contents", [])]
             written = len(keys)
-            expected = ["summary.json", "summary.md", "report.html", "packed/_manifest.json", "packed/_README.md"]
+            expected = ["summary.json", "summary.md", "report.html", "packed/__meta__/manifest.json", "packed/__meta__/README.md"]
             result["outputs_on_s3"] = {name: f"out-dask/{name}" in keys for name in expected} | {
                 folder: sum(k.startswith(f"out-dask/{folder}/") and k.endswith(".parquet") for k in keys)
                 for folder in ("documents", "rejected", "deduped", "packed")}

@@ -210,8 +210,8 @@ class IngestStage(SourceStage[IngestConfig]):
     def __init__(self, section: IngestConfig, env: StageEnv) -> None:
         super().__init__(section, env)
         self.url_filter = build_url_filter(section, env.storage_options)
-        # One extraction worker per shard reader, shared by the shard's files; it ends when the
-        # reader is dropped at the end of the shard, or at once when reading fails or stops.
+        # One extraction worker per shard reader, shared by the shard's files; it ends with the
+        # shard (``close``), or at once when reading fails or stops.
         self.sandbox = extraction_sandbox(section)
 
     @classmethod
@@ -241,3 +241,6 @@ class IngestStage(SourceStage[IngestConfig]):
         except BaseException:  # an error, Ctrl-C, or the consumer stopped early (GeneratorExit)
             self.sandbox.close()
             raise
+
+    def close(self) -> None:
+        self.sandbox.close()

@@ -130,6 +130,8 @@ def process_shard(job: ShardJob, plan: ShardPlan) -> ShardResult:
             yield from reader.read(f.path, stats.setdefault(reader.name, StageStats()))
 
     with ExitStack() as stack:
+        for reader in {id(r): r for r in readers.values()}.values():
+            stack.callback(reader.close)
         on_reject = None
         if plan.writes_rejected:
             rejected = stack.enter_context(ShardWriter(rejected_path(job.output), plan.storage_options,

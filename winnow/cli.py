@@ -191,6 +191,8 @@ def _exit_now(code: int, line: Text, spare: set[int] | None = None) -> NoReturn:
     finish the progress line, print ``line``, release the output lock, stop the temporary
     server, then kill the frozen workers and exit with ``code``. Finished work is kept (atomic
     writes); unfinished work is redone by the rerun."""
+    # Threads still running until the exit log nothing more: the line below is the last one.
+    logging.disable(logging.CRITICAL)
     # Only what this run already imported: importing Prefect on the way out would take seconds.
     runtime, lock = sys.modules.get("winnow.flows.runtime"), sys.modules.get("winnow.lock")
     spare = set(spare or ())
@@ -382,7 +384,7 @@ def _done(summary: dict[str, Any], cfg: Any) -> None:
             (os.path.join(cfg.output, "deduped"), "bold"))
     if summary.get("packed"):
         p = summary["packed"]
-        say("training sequences: ", (p["output"], "bold"), f" ({plural(len(p['shards']), 'file')}, _manifest.json)")
+        say("training sequences: ", (p["output"], "bold"), f" ({plural(len(p['shards']), 'file')}, __meta__/manifest.json)")
     say(f"run summary: {os.path.join(cfg.output, 'summary.md')}, report: {os.path.join(cfg.output, 'report.html')}")
 
 

@@ -124,7 +124,9 @@ class Sandbox:
     def _start(self) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "winnow.sandbox", self.target, str(os.getpid()),
                str(self.memory_mb or 0)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        # Its own process group: a Ctrl-C on the terminal must not reach a child still importing
+        # (it would print a traceback); the parent stops its children itself.
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, process_group=0)
         self._proc = proc
         self.starts += 1
         assert proc.stdin is not None and proc.stdout is not None

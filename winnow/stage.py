@@ -137,6 +137,10 @@ class SourceStage(Stage[C]):
         an error), and a damaged file never raises: the error is counted, the rest is read."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the reader holds (worker processes); called when its shard ends, also
+        on error. Default: nothing."""
+
 
 Reject = Callable[[str, Document, str], None]  # (stage, document, reason)
 

@@ -140,7 +140,7 @@ def test_full_pipeline_reads_and_writes_s3(s3_server, tmp_path, reference):
     assert output_of("s3://winnow-test/e2e/out", s3_server) == reference
     # Every write went through temp file + rename: nothing half-written is left in the bucket.
     assert not [p for p in fs.find("winnow-test/e2e/out") if ".tmp-" in p]
-    assert fs.exists("winnow-test/e2e/out/packed/_manifest.json")
+    assert fs.exists("winnow-test/e2e/out/packed/__meta__/manifest.json")
     assert not fs.exists("winnow-test/e2e/out/.winnow-lock.json")  # released
     # A rerun finds every shard done and redoes nothing.
     rerun = winnow("run", str(tmp_path / "s3.yaml"), env=prefect_env(tmp_path / "home"))

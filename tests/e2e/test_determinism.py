@@ -63,7 +63,7 @@ def test_every_runner_and_a_resumed_run_write_identical_files(extractor, tmp_pat
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        done = tmp_path / "out-killed" / "documents" / "_done"
+        done = tmp_path / "out-killed" / "documents" / "__done__"
         while proc.poll() is None and time.monotonic() < deadline:
             if done.exists() and len(list(done.glob("*.json"))) >= 2:
                 os.killpg(proc.pid, signal.SIGKILL)

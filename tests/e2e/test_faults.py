@@ -83,8 +83,8 @@ def _has(pattern: str, at_least: int = 1):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage, ready", [
-    ("ingest", _has("documents/_done/*.json", 3)),
-    ("dedup", _has("dedup/bands/_done/*.json")),
+    ("ingest", _has("documents/__done__/*.json", 3)),
+    ("dedup", _has("dedup/bands/__done__/*.json")),
     ("dedup-filter", _has("deduped/*.parquet")),
     ("pack", _has("packed/.*")),
 ])
@@ -122,7 +122,7 @@ def test_s3_outage_mid_run_then_resume(s3_server, undisturbed, tmp_path, prefect
     cfg.write_text(yaml.safe_dump(cfg_data))
 
     def outage() -> None:
-        while not fs.exists("winnow-test/outage/out/documents/_done"):
+        while not fs.exists("winnow-test/outage/out/documents/__done__"):
             time.sleep(0.05)
         proxy.down()  # S3 is gone for 3 s, in the middle of the shards
         time.sleep(3)
@@ -304,7 +304,7 @@ def test_full_output_disk_is_a_clear_error_and_leaves_nothing_corrupt(tmp_path, 
         assert "Traceback" not in final
         # What was written is whole: every visible Parquet file is complete, every marker valid.
         all_output_files_readable(disk / "out")
-        done = list((disk / "out" / "documents" / "_done").glob("*.json"))
+        done = list((disk / "out" / "documents" / "__done__").glob("*.json"))
         shards = list((disk / "out" / "documents").glob("part-*.parquet"))
         assert len(done) <= len(shards) < 12
     finally:

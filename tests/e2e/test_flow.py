@@ -60,7 +60,7 @@ def test_flow_writes_shards_summary_and_artifacts(prefect_api, tmp_path, demo_wa
     # Rerun: every shard is skipped, same totals. Remove one marker: only that shard is redone.
     again = run(cfg)
     assert again["shards_skipped_as_done"] == summary["shards"] and again["rows"] == summary["rows"]
-    os.remove(tmp_path / "out" / "documents" / "_done" / "part-00003.parquet.json")
+    os.remove(tmp_path / "out" / "documents" / "__done__" / "part-00003.parquet.json")
     third = run(cfg)
     assert third["shards_skipped_as_done"] == summary["shards"] - 1
     assert untimed(third["stages"]) == untimed(summary["stages"])
@@ -108,7 +108,7 @@ def test_dedup_and_pack_resume_after_a_crash_between_stages(prefect_api, tmp_pat
     # Crash after the signatures: later phases' outputs and markers are gone.
     sig_file = out / "dedup" / "bands" / "band=00" / "group=00000.parquet"
     sig_mtime = sig_file.stat().st_mtime_ns
-    (out / "dedup" / "components" / "_done" / "band=03-range=0001.parquet.json").unlink()
+    (out / "dedup" / "components" / "__done__" / "band=03-range=0001.parquet.json").unlink()
     (out / "dedup" / "components" / "band=03-range=0001.parquet").unlink()
     shutil.rmtree(out / "dedup" / "cc")
     shutil.rmtree(out / "dedup" / "clusters")
@@ -181,13 +181,13 @@ def test_derived_outputs_follow_the_key_of_their_input_shard(prefect_api, tmp_pa
     cfg = _cfg(tmp_path, demo_warcs, dedup={"enabled": True}, pack={"enabled": True})
     first = run(cfg)
     out = tmp_path / "out"
-    deduped_marker = out / "deduped" / "_done" / "part-00003.parquet.json"
+    deduped_marker = out / "deduped" / "__done__" / "part-00003.parquet.json"
     before = json.loads(deduped_marker.read_text())
-    os.remove(out / "documents" / "_done" / "part-00003.parquet.json")  # shard 3 will be redone
+    os.remove(out / "documents" / "__done__" / "part-00003.parquet.json")  # shard 3 will be redone
     second = run(cfg)
     assert second["shards_skipped_as_done"] == first["shards"] - 1
     after = json.loads(deduped_marker.read_text())
-    curated = json.loads((out / "documents" / "_done" / "part-00003.parquet.json").read_text())
+    curated = json.loads((out / "documents" / "__done__" / "part-00003.parquet.json").read_text())
     assert after["input_keys"] == [curated["key"]] and after == before
     assert second["dedup"] == first["dedup"] and second["packed"]["sequences"] == first["packed"]["sequences"]
 

@@ -1,4 +1,4 @@
-"""Megatron-LM's preprocess-and-merge test, with winnow writing the indexed datasets.
+"""Megatron-LM's preprocess-and-merge and bin-reader tests, with winnow writing the indexed datasets.
 
 Ported from NVIDIA/Megatron-LM ``tests/unit_tests/data/test_preprocess_data.py`` at 00caa53 (the
 stored version). Inputs unchanged: the three dummy JSONL files (``numbers``: 1..100;
@@ -11,19 +11,22 @@ upstream's checks run through megatron-core's ``IndexedDataset``: each dataset's
 equal the merged dataset's slice, and every raw document equals both its processed and merged
 tokens, decoded. GPT-2's BPE files (downloaded upstream) are not on this machine: winnow's
 default tokenizer stands in. The BERT variant (sentence splitting with nltk data, WordPiece) has
-no winnow counterpart and is not ported. Needs megatron-core (and torch): skipped without them.
+no winnow counterpart and is not ported. ``test_bin_reader`` ports
+``tests/unit_tests/data/test_bin_reader.py`` (same commit) on the same files. Needs megatron-core
+(and torch): skipped without them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import warnings
 from pathlib import Path
 
 import pytest
 
-from winnow.megatron import MegatronWriter
+from winnow.megatron import MegatronWriter, iter_sequences
 from winnow.tokenizer import load_tokenizer
 
 
@@ -47,30 +50,41 @@ def dummy_jsonl(odir: Path) -> None:
         writer.writelines(list_test)
 
 
-def test_preprocess_data_gpt(tmp_path: Path) -> None:
+def megatron_core():
     pytest.importorskip("megatron.core")
     with warnings.catch_warnings():  # megatron-core warns about missing Apex/Transformer Engine
         warnings.simplefilter("ignore")
-        from megatron.core.datasets.indexed_dataset import DType, IndexedDataset, IndexedDatasetBuilder
+        from megatron.core.datasets import indexed_dataset
+    return indexed_dataset
 
+
+def build_datasets(path_to_raws: Path, path_to_data: Path):
+    """Upstream's build_datasets (tools/preprocess_data.py, GPT, --append-eod; output
+    PREFIX_text_document), written by winnow's MegatronWriter. Returns (tokenizer, encode)."""
     tok = load_tokenizer()
     assert tok.eos_id is not None
-    vocab = tok.vocab_size
 
     def encode(json_line: str) -> list[int]:
         return tok.encode_batch([json.loads(json_line)["text"]])[0] + [tok.eos_id]  # --append-eod
+
+    for name in sorted(os.listdir(path_to_raws)):
+        prefix = str(path_to_data / f"{os.path.splitext(name)[0]}_text_document")
+        with MegatronWriter(prefix, tok.vocab_size) as writer, open(path_to_raws / name) as reader:
+            for json_line in reader:
+                writer.add_document(encode(json_line))
+    return tok, encode
+
+
+def test_preprocess_data_gpt(tmp_path: Path) -> None:
+    mc = megatron_core()
+    DType, IndexedDataset, IndexedDatasetBuilder = mc.DType, mc.IndexedDataset, mc.IndexedDatasetBuilder
 
     path_to_raws, path_to_data = tmp_path / "sample_raws", tmp_path / "sample_data"
     path_to_raws.mkdir()
     path_to_data.mkdir()
     dummy_jsonl(path_to_raws)
-
-    # build the datasets (upstream: tools/preprocess_data.py, output PREFIX_text_document)
-    for name in sorted(os.listdir(path_to_raws)):
-        prefix = str(path_to_data / f"{os.path.splitext(name)[0]}_text_document")
-        with MegatronWriter(prefix, vocab) as writer, open(path_to_raws / name) as reader:
-            for json_line in reader:
-                writer.add_document(encode(json_line))
+    tok, encode = build_datasets(path_to_raws, path_to_data)
+    vocab = tok.vocab_size
 
     # merge the datasets (upstream: tools/merge_datasets.py)
     basenames = sorted(n for n in os.listdir(path_to_data) if n.endswith(".idx") and not n.startswith("merge"))
@@ -112,3 +126,34 @@ def test_preprocess_data_gpt(tmp_path: Path) -> None:
                     merged_toks.extend(merged_dataset[merged_index].tolist())
                     merged_index += 1
                 assert raw == tok.decode(merged_toks), f"{basename}: raw and merged documents do not match"
+
+
+def test_bin_reader(tmp_path: Path) -> None:
+    """Megatron-LM ``tests/unit_tests/data/test_bin_reader.py`` at 00caa53: megatron-core's file and
+    mmap readers agree on every dataset (upstream also reads through mocked S3 and
+    multi-storage clients; winnow's S3 round trip runs against a real moto server in
+    tests/unit/core/test_megatron.py instead), and winnow's own reader reads the same sequences."""
+    mc = megatron_core()
+    path_to_raws, path_to_data = tmp_path / "sample_raws", tmp_path / "sample_data"
+    path_to_raws.mkdir()
+    path_to_data.mkdir()
+    dummy_jsonl(path_to_raws)
+    build_datasets(path_to_raws, path_to_data)
+
+    prefixes = {os.path.join(path_to_data, path.split(".")[0]) for path in os.listdir(path_to_data)
+                if path.endswith(".bin") or path.endswith(".idx")}
+    assert len(prefixes) == 3
+    rng = random.Random(0)
+    for prefix in sorted(prefixes):
+        indexed_dataset_file = mc.IndexedDataset(prefix, multimodal=False, mmap=False)
+        assert isinstance(indexed_dataset_file.bin_reader, mc._FileBinReader)
+        indexed_dataset_mmap = mc.IndexedDataset(prefix, multimodal=False, mmap=True)
+        assert isinstance(indexed_dataset_mmap.bin_reader, mc._MMapBinReader)
+        assert len(indexed_dataset_mmap) == len(indexed_dataset_file)
+
+        ours = list(iter_sequences(prefix))  # winnow's reader
+        assert len(ours) == len(indexed_dataset_file)
+        indices = rng.sample(list(range(len(indexed_dataset_file))), min(100, len(indexed_dataset_file)))
+        for idx in indices:
+            assert (indexed_dataset_mmap[idx] == indexed_dataset_file[idx]).all()
+            assert (ours[idx] == indexed_dataset_file[idx]).all()

@@ -126,3 +126,21 @@ def test_addresses_fineweb_masks_are_masked_whole(text, masked):
 @pytest.mark.parametrize("text", ["pkg@1.2.3.4.5", "lodash@4.17.21", "x@1.2.3.4abc", "a@300.1.1.1"])
 def test_numeric_domains_that_are_no_ip_are_not_addresses(text):
     assert PiiMasker().find(text) == []
+
+
+def test_random_documents_of_colliding_prone_words_decide_as_datatrove():
+    """Short words over a tiny alphabet with NULs, repeated and shifted: the hash and its
+    confirmation against datatrove's string comparison."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    word = st.text(alphabet="ab\x00c", min_size=1, max_size=3)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(word, min_size=1, max_size=60), st.integers(1, 4))
+    def same(words, copies):
+        text = " ".join(words * copies)
+        ref, ours = both(text)
+        assert ref == ours
+
+    same()
