@@ -384,7 +384,8 @@ def _done(summary: dict[str, Any], cfg: Any) -> None:
             (os.path.join(cfg.output, "deduped"), "bold"))
     if summary.get("packed"):
         p = summary["packed"]
-        say("training sequences: ", (p["output"], "bold"), f" ({plural(len(p['shards']), 'file')}, __meta__/manifest.json)")
+        say("training sequences: ", (p["output"], "bold"),
+            f" ({plural(len(p['shards']), 'file')}, __meta__/manifest.json)")
     say(f"run summary: {os.path.join(cfg.output, 'summary.md')}, report: {os.path.join(cfg.output, 'report.html')}")
 
 
