@@ -16,14 +16,14 @@ from rich.text import Text
 from winnow.config import PipelineConfig
 from winnow.report import write_report
 from winnow.shardio import join, write_bytes_atomic
-from winnow.stage import registered
 from winnow.stats import StageStats, funnel_markdown, funnel_rows, plural
+from winnow.tasks.pipeline import discover
 from winnow.text_safety import markdown_block, markdown_code, printable
 
 
 def report_sections() -> list[tuple[str, str, Any]]:
     """(name, kind, report_section) of every registered stage, for the run report."""
-    return [(s.name, s.kind, s.report_section) for s in registered()]
+    return [(s.name, s.kind, s.report_section) for s in discover()]
 
 
 def write_summary(cfg: PipelineConfig, summary: dict[str, Any], stats: dict[str, StageStats],
