@@ -66,6 +66,7 @@ class Sandbox:
     def __init__(self, target: str, timeout_s: float, memory_mb: int | None = None,
                  warmup: tuple[Any, ...] | None = None, startup_timeout_s: float = 120.0) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._owner = os.getpid()
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.target = target
@@ -92,6 +93,8 @@ class Sandbox:
         return self._proc.pid if self._proc is not None else None
 
     def __call__(self, *args: Any) -> Any:
+        if self._owner != os.getpid():
+            self._proc = None  # forked: the inherited pipes lead to the parent's worker
         proc = self._proc or self._start()
         deadline = time.monotonic() + self.timeout_s
         try:
@@ -127,7 +130,7 @@ class Sandbox:
         # Its own process group: a Ctrl-C on the terminal must not reach a child still importing
         # (it would print a traceback); the parent stops its children itself.
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, process_group=0)
-        self._proc = proc
+        self._proc, self._owner = proc, os.getpid()
         self.starts += 1
         assert proc.stdin is not None and proc.stdout is not None
         os.set_blocking(proc.stdin.fileno(), False)
@@ -148,8 +151,8 @@ class Sandbox:
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
+        if proc is None or os.getpid() != self._owner:
+            return  # a forked copy of this object: the worker is its parent's, not ours to end
         if proc.poll() is None:
             proc.kill()
         proc.wait()

@@ -167,20 +167,18 @@ def test_extraction_results_are_identical_to_inline():
 
 
 
-def _in_daemon(q) -> None:
-    with Sandbox("builtins:len", timeout_s=30) as sb:
-        q.put(sb(b"abc"))
-
-
 def test_it_runs_inside_a_daemonic_worker():
     """winnow's process runners may run shards in daemonic processes, which may not have
-    multiprocessing children; a subprocess is allowed."""
-    ctx = multiprocessing.get_context("fork")
+    multiprocessing children; a subprocess is allowed. Spawned, as Dask starts its workers: a
+    fork of this test session would inherit whatever earlier tests left in it."""
+    from helpers.daemon_target import sandbox_len
+
+    ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_in_daemon, args=(q,), daemon=True)
+    p = ctx.Process(target=sandbox_len, args=(q,), daemon=True)
     p.start()
-    assert q.get(timeout=60) == 3
-    p.join(10)
+    assert q.get(timeout=120) == 3
+    p.join(30)
     assert p.exitcode == 0
 
 
@@ -199,3 +197,20 @@ def test_an_item_interrupted_by_ctrl_c_leaves_no_stale_answer():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_a_forked_copy_neither_uses_nor_ends_its_parents_worker():
+    with Sandbox("builtins:len", timeout_s=30) as sb:
+        assert sb(b"ab") == 2
+        parent_worker = sb.pid
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the forked side reports through its exit status
+            code = 1
+            try:
+                code = 0 if sb(b"abc") == 3 and sb.pid != parent_worker else 2
+                sb.close()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert sb.pid == parent_worker and sb(b"abcd") == 4
