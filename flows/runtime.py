@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from winnow.config import ConfigError, RunnerConfig
+from winnow.lock import check_vanished
 from winnow.shardio import error_line
 from winnow.text_safety import EscapeControls, printable
 
@@ -154,6 +155,8 @@ class _ConsoleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], self.expected):
             return False
+        if record.exc_info and isinstance(record.exc_info[1], OSError) and check_vanished():
+            return False  # a file deleted with the output folder: the folder's one line says it
         message = record.getMessage()
         if message in self.shown:
             return False

@@ -313,7 +313,7 @@ def _execute(cfg: Any) -> None:
         ensure_api,
         quiet_console,
     )
-    from winnow.lock import LOCK_NAME, OutputVanished, on_vanished  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.lock import LOCK_NAME, OutputVanished, check_vanished, on_vanished  # noqa: PLC0415 - imported on use: --help and --version stay instant
     from winnow.stage import StageEnv  # noqa: PLC0415 - imported on use: --help and --version stay instant
 
     try:
@@ -352,6 +352,7 @@ def _execute(cfg: Any) -> None:
         except (ConfigError, StageError, LockHeld, StorageError, InputError) as exc:
             fail(str(exc))
         except OSError as exc:  # full disk, unreachable storage: finished shards stay, a rerun resumes
+            check_vanished()  # a file deleted with the output folder: says so and exits instead
             fail(f"{type(exc).__name__}: {exc}\nFinished shards are kept; rerun the same command to resume.", code=1)
     # The temporary server stops at exit, after Prefect has flushed its logs and events to it
     # (atexit runs last-registered first; stopping it here made every flush retry for a minute).

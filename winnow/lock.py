@@ -60,6 +60,21 @@ def on_vanished(callback: Callable[[str], None]) -> None:
     _on_vanished.append(callback)
 
 
+def check_vanished() -> bool:
+    """Whether a held lock's file is gone, asked now rather than at the next heartbeat (up to
+    15 s away): a stage whose input files were deleted with the folder fails first, and its
+    FileNotFoundError must be told as the folder's disappearance, once."""
+    with _held_guard:
+        held = list(_held)
+    found = False
+    for lock in held:
+        with contextlib.suppress(Exception):
+            if lock.read() is None:
+                lock._vanish()
+                found = True
+    return found
+
+
 def _now() -> float:
     return time.time()
 
@@ -222,12 +237,14 @@ class OutputLock:
     def _vanish(self) -> None:
         """The lock file is gone: the folder was deleted (or the lock inside it). Said once;
         the registered callbacks stop the run."""
+        with _held_guard:
+            if self not in _held:  # the heartbeat and check_vanished both found it: said once
+                return
+            _held.discard(self)
         self.vanished = (f"the output folder {self.output} disappeared during the run (its lock file "
                          f"{LOCK_NAME} is gone); nothing more is written there. Rerun the same command to "
                          "start over")
         self._held = False  # nothing of ours to remove any more
-        with _held_guard:
-            _held.discard(self)
         callbacks = list(_on_vanished)
         if not callbacks:
             log.error("%s", self.vanished)

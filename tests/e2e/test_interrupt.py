@@ -184,8 +184,6 @@ def test_sigterm_mid_extraction_exits_143_with_one_line_and_the_rerun_resumes(tm
     assert output_of(str(out)) == reference
 
 
-@pytest.mark.xfail(strict=False, reason="known gap at the 0.3.0 stop: the run stops and says the folder "
-                   "disappeared, but a Prefect task traceback is still printed beside the line (open)")
 def test_an_output_folder_deleted_mid_run_is_said_once_and_stops_the_run(tmp_path, demo_config, crawl,
                                                                          prefect_server_api):
     cfg = demo_config(tmp_path / "c.yaml", input=[str(crawl)], runner={"kind": "threads", "workers": 2})
