@@ -21,6 +21,8 @@ import brotli
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from helpers import hostile_pages
+
 HOST = "http://hostile.invalid/"
 GiB = 1 << 30
 _ZEROS = bytes(1 << 24)
@@ -151,17 +153,8 @@ def hostile_warc(path: Path, ordinary: Path | None = None, with_pages: Iterable[
     charset = charset_records()
     expected.update({name: "" for name in charset})
     records += charset.values()
-    with_pages = list(with_pages)
-    if with_pages:
-        from helpers import hostile_pages
-        records += [hostile_pages.response_record(hostile_pages.HOST + n, hostile_pages.PAGES[n]())
-                    for n in with_pages]
-    half = len(records) // 2
-    with open(path, "wb") as out:
-        out.writelines(records[:half])
-        if ordinary is not None:
-            out.write(ordinary.read_bytes())
-        out.writelines(records[half:])
+    records += [hostile_pages.response_record(hostile_pages.HOST + n, hostile_pages.PAGES[n]()) for n in with_pages]
+    hostile_pages.write_mixed(path, records, ordinary)
     return expected
 
 
