@@ -11,7 +11,7 @@ UV := $(PYTHON) -m uv
 export UV_COMPILE_BYTECODE ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install system-deps demo test test-fast lint wheel-check bench-e2e bench-scaling bench-scale bench-extract \
+.PHONY: install system-deps demo test test-fast lint docs reference wheel-check bench-e2e bench-scaling bench-scale bench-extract \
 	bench-ingest bench-lid bench-quality bench-dedup bench-rephrase bench-pack bench-stages bench-differential clean
 
 $(BIN)/winnow: pyproject.toml
@@ -60,11 +60,21 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 ## The quality gate: ruff (incl. no function-local imports without a reason), the import-layer check
-## (core <- filters <- tasks <- flows <- cli), mypy on the package.
+## (core <- filters <- tasks <- flows <- cli), mypy on the package, the docs site in strict mode.
 lint: install
-	$(BIN)/ruff check winnow tasks flows filters tests benchmarks .ci
+	$(BIN)/ruff check winnow tasks flows filters tests benchmarks .ci docs
 	$(BIN)/python .ci/check_layers.py
 	PYTHON=$(BIN)/python bash .ci/typecheck.sh
+	$(MAKE) --no-print-directory docs
+
+## The docs site (mkdocs.yml, pages in docs/) into site/, strict: a broken link or anchor, a page
+## missing from the nav (or a nav entry without its page) or a stale configuration reference fails.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
+## Rewrite docs/configuration-reference.md from the stage registry (commit the result).
+reference: install
+	$(BIN)/python docs/gen_reference.py
 
 ## Build the wheel, install it into a fresh venv outside the checkout, and run the demo and
 ## `winnow deploy --help` from a folder that holds a user's own tasks.py and flows/.
@@ -124,4 +134,4 @@ bench-differential: $(VENV)/.bench
 	$(BIN)/python benchmarks/differential.py
 
 clean:
-	rm -rf demo-output fineweb-output multilingual-output .pytest_cache build dist
+	rm -rf demo-output fineweb-output multilingual-output .pytest_cache build dist site

@@ -3,13 +3,16 @@
 A module may import from its own layer and the layers below it, never above: the core
 (``winnow.*`` other than the four packages and ``winnow.cli``) knows no stage, the filters know
 no pipeline, stages know no Prefect flow, and only the CLI imports the flows. Every import
-counts, also inside functions and under ``TYPE_CHECKING``. Exit 1 listing the violations.
+counts, also inside functions and under ``TYPE_CHECKING``; modules of sub-packages (a stage's
+own package, ``tasks/dedup/``) are in the layer of their folder, and every package must be one
+the wheel ships. Exit 1 listing the violations.
 """
 
 from __future__ import annotations
 
 import ast
 import sys
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,9 +59,20 @@ def imports_of(module: str, path: Path) -> list[tuple[int, str]]:
     return out
 
 
+def unpackaged(found: dict[str, Path]) -> list[str]:
+    """Packages of the checkout (a stage's own package such as tasks/dedup/ too) that
+    pyproject.toml does not list: setuptools leaves them out of the wheel, and a stage missing
+    there is missing from `winnow stages` without an error."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {m for m, path in found.items() if path.name == "__init__.py"}
+    return [f"{found[m].relative_to(REPO)}: package {m} is not in pyproject.toml [tool.setuptools] packages"
+            for m in sorted(packages - listed)]
+
+
 def main() -> int:
     problems = []
     found = modules()
+    problems += unpackaged(found)
     for module, path in found.items():
         own = layer_of(module)
         for line, name in imports_of(module, path):

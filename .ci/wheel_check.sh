@@ -5,8 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 FIND_LINKS=$([ -d /opt/wheels ] && echo "--find-links /opt/wheels" || true)
-rm -rf dist && $PYTHON -m uv build -q --wheel -o dist .
-wheel=$(ls dist/winnow-*.whl)
+work=$(mktemp -d /tmp/winnow-wheel-XXXX)
+trap 'rm -rf "$work"' EXIT
+# setuptools builds in build/ and writes winnow.egg-info beside the sources; here both go to the
+# temp folder (DIST_EXTRA_CONFIG: extra setup.cfg settings), so the checkout is left as it was
+# (a build/lib/winnow/ copy of the sources would double every grep hit).
+printf '[build]\nbuild_base = %s\n[egg_info]\negg_base = %s\n' "$work/build" "$work" > "$work/setup.cfg"
+DIST_EXTRA_CONFIG="$work/setup.cfg" $PYTHON -m uv build -q --wheel -o "$work/dist" .
+wheel=$(ls "$work"/dist/winnow-*.whl)
 # One import package, with its data: the LID model and thresholds, the deployments, py.typed.
 $PYTHON - "$wheel" <<'PY'
 import sys, zipfile
@@ -19,8 +25,6 @@ for needed in ("winnow/models/lid.176.ftz", "winnow/models/lid176_thresholds.jso
     assert needed in names, f"{needed} is missing from the wheel"
 print(f"wheel {sys.argv[1]}: {len(names)} files, one package")
 PY
-work=$(mktemp -d /tmp/winnow-wheel-XXXX)
-trap 'rm -rf "$work"' EXIT
 $PYTHON -m uv venv -q --python "$PYTHON" "$work/venv"
 $PYTHON -m uv pip install -q --python "$work/venv/bin/python" $FIND_LINKS "$wheel[multilingual]"
 mkdir -p "$work/project/flows"

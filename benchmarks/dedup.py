@@ -23,7 +23,8 @@ from _common import REPO, machine, markdown_table, pin_to_one_core, shared_data
 
 from winnow.document import Document
 from winnow.minhash import WordHasher, band_keys, permutations, text_signatures, words
-from winnow.tasks.dedup import DedupConfig, dedup_in_process
+from winnow.tasks.dedup.config import DedupConfig
+from winnow.tasks.dedup.stage import dedup_in_process
 
 N_GRAM, BANDS, ROWS = 5, 14, 8
 
@@ -245,9 +246,10 @@ def cc_scale(n_docs: int = 10_000_000, n_pairs: int = 5_000_000) -> None:
     def run(kind: str) -> list[str]:
         script = f"""
 import resource, time, math, numpy as np, pyarrow as pa, tempfile
-from winnow.shardio import write_table_atomic
-from winnow.components import components_in_memory, connected_components
-from winnow.tasks.dedup import COMPONENT_SCHEMA, NEW, DedupConfig, cc_parts
+from winnow.storage import write_table_atomic
+from winnow.tasks.dedup.components import components_in_memory, connected_components
+from winnow.tasks.dedup.config import DedupConfig, cc_parts
+from winnow.tasks.dedup.layout import COMPONENT_SCHEMA, NEW
 rng = np.random.default_rng(0)
 with tempfile.TemporaryDirectory() as work:
     paths, edges = [], 0
@@ -298,7 +300,8 @@ def e2e(paras: list[str], sizes=(100_000, 1_000_000)) -> None:
 import resource, time, sys, tempfile, random
 sys.path.insert(0, {str(REPO / 'benchmarks')!r})
 from dedup import real_paragraphs, windows
-from winnow.tasks.dedup import DedupConfig, dedup_in_process
+from winnow.tasks.dedup.config import DedupConfig
+from winnow.tasks.dedup.stage import dedup_in_process
 from winnow.document import Document
 paras = real_paragraphs()
 texts = windows(paras, {n}, 1)

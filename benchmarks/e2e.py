@@ -49,8 +49,8 @@ def build_input(dest: Path, target_mb: float) -> tuple[list[Path], int]:
     from warcio.warcwriter import WARCWriter
 
     from winnow.charset import decode_html
-    from winnow.shardio import open_binary
     from winnow.stats import StageStats
+    from winnow.storage import open_binary
     from winnow.warc import iter_http_responses
 
     stamp = dest / "_built.json"
@@ -243,7 +243,7 @@ def profile_winnow(files: list[Path], tmp: Path) -> None:
     import cProfile
     import pstats
 
-    from winnow.shardio import list_inputs
+    from winnow.inputs import list_inputs
     from winnow.tasks.pipeline import WinnowConfig
     from winnow.tasks.shard import ShardJob, ShardPlan, process_shard
 

@@ -44,7 +44,9 @@ def build_input(copies: int, dest: Path) -> list[Path]:
 def run_winnow(input_dir: str, out: str, workers: int) -> dict:
     from concurrent.futures import ProcessPoolExecutor
 
-    from winnow.shardio import join, list_inputs, shard_name
+    from winnow.inputs import list_inputs
+    from winnow.shards import shard_name
+    from winnow.storage import join
     from winnow.tasks.pipeline import WinnowConfig
     from winnow.tasks.shard import ShardJob, ShardPlan, process_shard
 

@@ -47,8 +47,8 @@ from winnow.filters.multilingual import bundled_configs, settings_for
 from winnow.filters.quality import RULESETS, apply_rules, build_rulesets
 from winnow.filters.safety_lists import SafetyLists
 from winnow.filters.words import CachedSpacyTokenizer
-from winnow.shardio import open_binary
 from winnow.stats import StageStats
+from winnow.storage import open_binary
 from winnow.tasks.ingest import IngestConfig, ingest_warc
 from winnow.warc import iter_http_responses
 

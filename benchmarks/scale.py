@@ -444,6 +444,19 @@ def trivial(i: int) -> int:
     return 2 * i
 
 
+@dataclass(frozen=True)
+class Trivial:
+    """:func:`trivial` as the typed work item a mapper runs."""
+
+    i: int
+
+    def __call__(self) -> int:
+        return trivial(self.i)
+
+    def label(self) -> str:
+        return str(self.i)
+
+
 def flow_child(n: int, workers: int) -> None:
     """The measured flow, in its own process (``_flow`` sub-command): N trivial tasks mapped by
     winnow's PrefectMapper on the threads runner, then the same function in a plain loop."""
@@ -461,7 +474,7 @@ def flow_child(n: int, workers: int) -> None:
         with task_runner_for(cfg) as runner:
             mapper = PrefectMapper(runner, cfg, Display(enabled=False, show_summary=False))
             t0 = time.perf_counter()
-            results = mapper.map(trivial, [{"i": i} for i in range(n)], name="trivial")
+            results = mapper.map([Trivial(i) for i in range(n)], name="trivial")
             mapped = time.perf_counter() - t0
         assert results == [2 * i for i in range(n)]
         return {"map_s": mapped}
@@ -692,7 +705,7 @@ def part_files(args: argparse.Namespace) -> None:
     from helpers.servers import prefect_env, prefect_server
 
     from winnow.config import RunnerConfig
-    from winnow.shardio import group_inputs, list_inputs
+    from winnow.inputs import group_inputs, list_inputs
 
     n = args.files
     print(f"\n## c. {n:,} tiny input files ({machine()})\n")

@@ -68,21 +68,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from _common import REPO, machine, markdown_table
 
-from winnow.components import components_in_memory, connected_components, mix64
 from winnow.resume import ShardRef, group_by_rows
-from winnow.shardio import filesystem, write_partitioned, write_table_atomic
-from winnow.tasks.dedup import (
-    KEY_SCHEMA,
-    DedupConfig,
-    band_components,
-    band_tasks,
-    cc_parts,
-    component_path,
-    doc_ids,
-    group_path,
-    n_partitions,
-    n_ranges,
-)
+from winnow.stage import Work
+from winnow.storage import StorageOptions, filesystem, write_table_atomic
+from winnow.tasks.dedup.bands import band_components
+from winnow.tasks.dedup.components import RunRound, components_in_memory, connected_components
+from winnow.tasks.dedup.config import DedupConfig, band_tasks, cc_parts, n_partitions, n_ranges
+from winnow.tasks.dedup.labels import mix64
+from winnow.tasks.dedup.layout import KEY_SCHEMA, component_path, doc_ids, group_path
+from winnow.tasks.dedup.shuffle import write_partitioned
 
 BANDS = 14
 ALPHA, S_MAX, DUP_SHARE, P_BAND, P_EXACT, P_TO_ORIGINAL = 2.5, 5000, 0.30, 0.3, 0.2, 0.5
@@ -172,7 +166,7 @@ def shard_keys(n_docs: int, shard: int, shard_rows: int) -> tuple[np.ndarray, np
 
 
 def generate_group(n_docs: int, group: int, shards: list[int], work: str, ranges: int,
-                   shard_rows: int = SHARD_ROWS, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                   shard_rows: int = SHARD_ROWS, storage_options: StorageOptions = None) -> dict[str, Any]:
     """One signature task's band-key files, written as ``tasks.dedup.signatures_group`` writes
     them: per band one file ``group_path(work, band, group)``, row group r = the keys with
     ``key % ranges == r``. Returns the files' sizes, which band tasks are given."""
@@ -264,10 +258,14 @@ class Phases:
         p["start_rss_mb"] = max(p["start_rss_mb"], max((o[2] for o in out), default=0.0))
         return [o[0] for o in out]
 
-    def cc_runner(self) -> Callable[[Callable[..., Any], list[dict[str, Any]]], list[Any]]:
+    def cc_runner(self) -> RunRound:
         names = {"partition_edges": "cc partition", "large_star_task": "cc large-star",
                  "small_star_task": "cc small-star", "assign_task": "cc assign", "split_task": "cc split"}
-        return lambda fn, kws: self.run(names[fn.__name__], fn, kws)
+        return lambda phase, items: self.run(names[phase], _run_item, [{"item": item} for item in items])
+
+
+def _run_item(item: Work[Any]) -> Any:
+    return item()
 
 
 def du_gb(path: Path) -> float:

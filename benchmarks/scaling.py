@@ -28,7 +28,9 @@ from e2e import build_input, start_prefect_server
 CHILD = """
 import json, sys, time
 from winnow.flows.curate import curate
-from winnow.shardio import join, list_inputs, shard_name
+from winnow.inputs import list_inputs
+from winnow.shards import shard_name
+from winnow.storage import join
 from winnow.tasks.pipeline import WinnowConfig
 from winnow.tasks.shard import ShardJob, ShardPlan, process_shard
 

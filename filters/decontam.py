@@ -60,6 +60,8 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 
+from winnow.storage import StorageOptions
+
 DEFAULT_N = 13
 DEFAULT_MIN_WORDS = 8
 
@@ -205,7 +207,7 @@ def _strip_suffixes(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def _expand(path: str, storage_options: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _expand(path: str, storage_options: StorageOptions) -> list[tuple[str, str]]:
     """(file, benchmark name) pairs: a file is named after its stem, each file of a glob after
     its own stem, and a folder is one benchmark named after the folder (Hugging Face datasets
     ship one benchmark as several shards, ``test-00000-of-00002.parquet``)."""
@@ -236,7 +238,7 @@ def _expand(path: str, storage_options: dict[str, Any] | None) -> list[tuple[str
     return out
 
 
-def _read_rows(path: str, storage_options: dict[str, Any] | None) -> tuple[list[dict[str, Any]], list[str]]:
+def _read_rows(path: str, storage_options: StorageOptions) -> tuple[list[dict[str, Any]], list[str]]:
     kind = _strip_suffixes(posixpath.basename(path))[1]
     try:
         with fsspec.open(path, "rb", compression="infer", **(storage_options or {})) as f:
@@ -280,7 +282,7 @@ def _texts(value: object) -> Iterator[str]:
             yield from _texts(v)
 
 
-def load_eval_sets(paths: Iterable[str], storage_options: dict[str, Any] | None = None,
+def load_eval_sets(paths: Iterable[str], storage_options: StorageOptions = None,
                    fields: Sequence[str] | None = None) -> dict[str, list[str]]:
     """Eval items per benchmark, as text, from JSONL(.gz) / Parquet files, folders or globs.
 
@@ -430,7 +432,7 @@ class NGramIndex:
                    bench_ids=np.concatenate(ids_out), vocab=vocab, lengths=lengths, offsets=tuple(offsets),
                    stats=stats)
 
-    def save(self, path: str, storage_options: dict[str, Any] | None = None) -> None:
+    def save(self, path: str, storage_options: StorageOptions = None) -> None:
         """One .npz file (local or any fsspec URL), written to a temp name and renamed, so a
         worker never loads a half-written index."""
         words = list(self.vocab)
@@ -460,7 +462,7 @@ class NGramIndex:
             raise
 
     @classmethod
-    def load(cls, path: str, storage_options: dict[str, Any] | None = None) -> NGramIndex:
+    def load(cls, path: str, storage_options: StorageOptions = None) -> NGramIndex:
         """Read an index written by ``save``; a missing, truncated or foreign file is an
         ``IndexFileError`` naming it."""
         try:

@@ -46,30 +46,20 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
-from datatrove.pipeline.filters import (
-    C4QualityFilter,
-    FineWebQualityFilter,
-    GopherQualityFilter,
-    GopherRepetitionFilter,
-)
 from datatrove.pipeline.filters.gopher_quality_filter import (
     STOP_WORDS as GOPHER_STOP_WORDS,
 )
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from winnow.filters import word_tokenizers as wt
-from winnow.filters.quality import RULESETS
+from winnow.filters.quality import DATATROVE_CLASSES, DEFAULT_PARAMS, RULESETS, RuleSet
 
 DATA_DIR = ("data", "fineweb2")
 INDEX_FILE = "index.yml"
 ENGLISH = "eng_Latn"
 
 FINEWEB_RULES = RULESETS
-FINEWEB2_RULES = ("gopher_repetition", "fineweb", "gopher_quality")
-DATATROVE_CLASSES: dict[str, type] = {
-    "gopher_repetition": GopherRepetitionFilter, "gopher_quality": GopherQualityFilter,
-    "c4": C4QualityFilter, "fineweb": FineWebQualityFilter,
-}
+FINEWEB2_RULES: tuple[RuleSet, ...] = ("gopher_repetition", "fineweb", "gopher_quality")
 
 # FineWeb-2 config key -> (rule set, datatrove keyword argument).
 CONFIG_KEYS: dict[str, tuple[str, str]] = {
@@ -92,9 +82,6 @@ PIPELINE_PARAMS: dict[str, dict[str, Any]] = {
     "gopher_quality": {"min_stop_words": 2},
     # FineWeb-2 runs no C4; if C4 is run anyway, FineWeb's setting (winnow's default).
     "c4": {"filter_no_terminal_punct": False},
-}
-ENGLISH_PARAMS: dict[str, dict[str, Any]] = {
-    "gopher_repetition": {}, "gopher_quality": {}, "c4": {"filter_no_terminal_punct": False}, "fineweb": {},
 }
 STOP_WORD_OFF: dict[str, Any] = {"min_stop_words": None, "stop_words": []}
 WORD_LENGTH_OFF: dict[str, Any] = {"min_avg_word_length": None, "max_avg_word_length": None}
@@ -280,7 +267,7 @@ def _freeze(params: dict[str, dict[str, Any]]) -> Mapping[str, Mapping[str, Any]
 
 @cache
 def _english() -> LanguageSettings:
-    params = copy.deepcopy(ENGLISH_PARAMS)
+    params = copy.deepcopy(DEFAULT_PARAMS)  # FineWeb English: winnow's defaults
     sources = {"c4.filter_no_terminal_punct": "FineWeb (winnow's default C4 setting)"}
     return LanguageSettings(
         name=ENGLISH, source="FineWeb English: datatrove 0.10.1 defaults (Gopher's English stop words)",

@@ -33,8 +33,13 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal, NamedTuple, get_args
 
-PII_KINDS = ("email", "ip", "phone", "card")
+# The kinds of PII, defined here only: the stage's config (winnow.tasks.pii) takes its choices
+# from this Literal.
+PiiKind = Literal["email", "ip", "phone", "card"]
+PII_KINDS: tuple[PiiKind, ...] = get_args(PiiKind)
+FINEWEB_KINDS: tuple[PiiKind, ...] = ("email", "ip")  # what FineWeb masks: the default
 
 # Fixed placeholders, the same for every match: a masked corpus is then a pure function of its
 # input (reruns, resumed shards and any worker layout give identical bytes), where FineWeb
@@ -504,8 +509,16 @@ _MAX_ROUNDS = 3  # the first search, then at most two over what masking glued to
 
 
 _Found = tuple[int, int, str]  # (start, end, kind) in the original text
-# (start, end) in the masked text, (start, end) in the original text, is a placeholder
-_Segment = tuple[int, int, int, int, bool]
+
+
+class _Segment(NamedTuple):
+    """A piece of the masked text and the span of the original it stands for."""
+
+    start: int  # in the masked text
+    end: int
+    orig_start: int  # in the original text
+    orig_end: int
+    placeholder: bool  # a replacement (the original span counts whole), else text kept as it was
 
 
 def _render(text: str, found: list[_Found], replacements: Mapping[str, str]) -> tuple[str, list[_Segment]]:
@@ -516,16 +529,16 @@ def _render(text: str, found: list[_Found], replacements: Mapping[str, str]) -> 
     for start, end, kind in found:
         if start > pos:
             parts.append(text[pos:start])
-            segments.append((out, out + start - pos, pos, start, False))
+            segments.append(_Segment(out, out + start - pos, pos, start, False))
             out += start - pos
         repl = replacements[kind]
         parts.append(repl)
-        segments.append((out, out + len(repl), start, end, True))
+        segments.append(_Segment(out, out + len(repl), start, end, True))
         out += len(repl)
         pos = end
     if pos < len(text):
         parts.append(text[pos:])
-        segments.append((out, out + len(text) - pos, pos, len(text), False))
+        segments.append(_Segment(out, out + len(text) - pos, pos, len(text), False))
     return "".join(parts), segments
 
 
@@ -539,15 +552,15 @@ def _to_original(cs: int, ce: int, segments: list[_Segment], starts: list[int]) 
     hit: list[_Segment] = []
     for j in range(max(i, 0), len(segments)):
         sg = segments[j]
-        if sg[0] >= ce:
+        if sg.start >= ce:
             break
-        if sg[1] > cs or sg[0] == sg[1] >= cs:
+        if sg.end > cs or sg.start == sg.end >= cs:
             hit.append(sg)
     first, last = hit[0], hit[-1]
-    lo = first[2] if first[4] else first[2] + cs - first[0]
-    hi = last[3] if last[4] else last[2] + ce - last[0]
-    touches = any(sg[4] for sg in hit)
-    return lo, hi, touches, len(hit) == 1 and first[4] and (first[0], first[1]) == (cs, ce)
+    lo = first.orig_start if first.placeholder else first.orig_start + cs - first.start
+    hi = last.orig_end if last.placeholder else last.orig_start + ce - last.start
+    touches = any(sg.placeholder for sg in hit)
+    return lo, hi, touches, len(hit) == 1 and first.placeholder and (first.start, first.end) == (cs, ce)
 
 
 def _select(kind: str, spans: list[tuple[int, int]], segments: list[_Segment], first_round: bool) -> list[_Found]:
@@ -556,7 +569,7 @@ def _select(kind: str, spans: list[tuple[int, int]], segments: list[_Segment], f
     masking glued together, and leave the placeholders themselves alone."""
     out: list[_Found] = []
     last_end = -1
-    starts = [sg[0] for sg in segments]
+    starts = [sg.start for sg in segments]
     for cs, ce in sorted(set(spans), key=lambda x: (x[0], -x[1])):
         if cs < last_end:
             continue
@@ -578,7 +591,7 @@ class PiiMasker:
     match replaced by its kind's fixed placeholder and every other character left as it was.
     """
 
-    def __init__(self, kinds: Iterable[str] = ("email", "ip"), replacements: Mapping[str, str] | None = None) -> None:
+    def __init__(self, kinds: Iterable[str] = FINEWEB_KINDS, replacements: Mapping[str, str] | None = None) -> None:
         chosen = tuple(dict.fromkeys(kinds))
         unknown = [k for k in chosen if k not in PII_KINDS]
         if unknown:

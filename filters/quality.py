@@ -8,32 +8,39 @@ Gopher repetition statistics on hashes (:mod:`winnow.filters.gopher_fast`, ident
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from datatrove.data import Document as DTDocument
-from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
+from datatrove.pipeline.filters import (
+    C4QualityFilter,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
 
 from winnow.filters.gopher_fast import FastGopherRepetitionFilter
 
-RULESETS = ("gopher_repetition", "gopher_quality", "c4", "fineweb")
+# The rule sets, defined here only, in FineWeb's order (the quality stage's default): the stage's
+# config and the FineWeb-2 settings (winnow.filters.multilingual) take their names from these.
+RuleSet = Literal["gopher_repetition", "gopher_quality", "c4", "fineweb"]
+RULESETS: tuple[RuleSet, ...] = get_args(RuleSet)
+
+# datatrove's implementation of each rule set (their signatures define the parameters).
+DATATROVE_CLASSES: dict[str, type] = {
+    "gopher_repetition": GopherRepetitionFilter,
+    "gopher_quality": GopherQualityFilter,
+    "c4": C4QualityFilter,
+    "fineweb": FineWebQualityFilter,
+}
 
 # FineWeb's settings: C4 without the terminal-punctuation line filter (it drops too much).
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "gopher_repetition": {},
-    "gopher_quality": {},
-    "c4": {"filter_no_terminal_punct": False},
-    "fineweb": {},
-}
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {name: {} for name in RULESETS} | {
+    "c4": {"filter_no_terminal_punct": False}}
 
 
 def _classes() -> dict[str, type]:
-    return {
-        # datatrove's rules, with its repetition statistics computed on hashes (same decisions).
-        "gopher_repetition": FastGopherRepetitionFilter,
-        "gopher_quality": GopherQualityFilter,
-        "c4": C4QualityFilter,
-        "fineweb": FineWebQualityFilter,
-    }
+    # datatrove's rules, with its repetition statistics computed on hashes (same decisions).
+    return DATATROVE_CLASSES | {"gopher_repetition": FastGopherRepetitionFilter}
 
 
 def build_rulesets(names: Sequence[str], params: dict[str, dict[str, Any]], tokenizer) -> list[tuple[str, Any]]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import fsspec
+
+from winnow.storage import StorageOptions
 
 
 def _normalise_url(url: str) -> str:
@@ -26,7 +28,7 @@ class UrlLists(Protocol):
         """The drop reason for a URL, or None to keep it."""
 
 
-def read_list_file(path: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+def read_list_file(path: str, storage_options: StorageOptions = None) -> list[str]:
     """One entry per line; blank lines and ``#`` comments ignored. Local path or any fsspec URL."""
     with fsspec.open(path, "rt", encoding="utf-8", compression="infer", **(storage_options or {})) as fh:
         return [ln.split("#", 1)[0].strip() for ln in fh if ln.split("#", 1)[0].strip()]

@@ -16,21 +16,13 @@ from prefect.futures import as_completed
 from winnow.config import PipelineConfig
 from winnow.flows.runtime import Display, PhaseFailed, PrefectMapper, default_display, task_runner_for
 from winnow.flows.summary import print_summary, write_summary
+from winnow.inputs import Listing, group_inputs, list_inputs
 from winnow.lock import OutputLock
-from winnow.resume import Mismatch, ShardRef, ShardResult, derived_from, finished_shard
-from winnow.shardio import (
-    Listing,
-    StorageError,
-    check_writable,
-    group_inputs,
-    join,
-    list_inputs,
-    prune_shards,
-    remove_stale_temp_files,
-    shard_name,
-)
-from winnow.stage import CorpusContext, CorpusStage, Stage, StageEnv, StageError, get, overrides, registered
+from winnow.resume import Mismatch, ShardRef, ShardResult, derived_from, finished_shard, prune_shards
+from winnow.shards import shard_name
+from winnow.stage import CorpusContext, CorpusStage, Stage, StageEnv, StageError, defines, get, registered
 from winnow.stats import StageStats, merge_runs
+from winnow.storage import StorageError, check_writable, join, remove_stale_temp_files
 from winnow.tasks.pipeline import WinnowConfig, corpus_stages, source_stages
 from winnow.tasks.shard import (
     DOCUMENTS_DIR,
@@ -226,7 +218,7 @@ def run_pipeline(cfg: PipelineConfig, plan: RunPlan | None = None, checked: bool
             checks = enabled_checks(cfg)
             if not checked:  # first: a missing model fails before any index is built
                 _check_in_workers(cfg, mapper, len(plan.jobs))
-            if any(overrides(get(name), "prepare") for name, _ in checks):
+            if any(defines(get(name), "prepare") for name, _ in checks):
                 mapper.run_one(prepare_stages, {"checks": checks, "env": _env(cfg)}, name="prepare")
             outcomes = _curate_shards(plan, mapper, display) if plan.reused is None else []
             summary, stats, problem = _finish(cfg, plan, mapper, outcomes, note)
@@ -352,8 +344,7 @@ def _finish(cfg: PipelineConfig, plan: RunPlan, mapper: PrefectMapper, outcomes:
         "shards_failed": len(failures),
         "failures": failures,
         "rows": sum(r.ref.rows for r in finished if r.ref is not None),
-        "dedup": summaries.pop("dedup", None),
-        "packed": summaries.pop("packed", None),
+        **_listed_summaries(summaries),
         **summaries,
         "stages": {name: s.to_dict() for name, s in stats.items()},
     }
@@ -370,6 +361,13 @@ def _finish(cfg: PipelineConfig, plan: RunPlan, mapper: PrefectMapper, outcomes:
         return summary, stats, NothingRead(f"read nothing: 0 documents in {len(plan.listing.files)} input file(s) "
                                            f"({detail}); check the inputs")
     return summary, stats, None
+
+
+def _listed_summaries(summaries: dict[str, Any]) -> dict[str, Any]:
+    """Taken out of ``summaries``: the keys summary.json always has (null for a stage that did not
+    run), in pipeline order, ahead of the other stages' summaries."""
+    keys = [s.listed_summary for s in corpus_stages() if issubclass(s, CorpusStage)]
+    return {key: summaries.pop(key, None) for key in keys if key}
 
 
 def _describe_inputs(job: ShardJob) -> str:

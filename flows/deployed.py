@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from winnow.flows.curate import run_pipeline
+from winnow.storage import StorageOptions
 from winnow.tasks.pipeline import load_config
 
 
@@ -33,7 +34,7 @@ def run_config(
     stages: str | list[str] | None = None,
     runner: str | None = None,
     workers: int | None = None,
-    config_storage_options: dict[str, Any] | None = None,
+    config_storage_options: StorageOptions = None,
 ) -> dict[str, Any]:
     """Curate with the settings of `config_path` (an absolute path or s3:// URL; a relative path
     is relative to the worker's working directory).

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 from prefect import Task
@@ -33,7 +33,8 @@ from rich.text import Text
 
 from winnow.config import ConfigError, RunnerConfig
 from winnow.lock import check_vanished
-from winnow.shardio import error_line
+from winnow.stage import Work
+from winnow.storage import error_line
 from winnow.text_safety import EscapeControls, printable
 
 R = TypeVar("R")
@@ -223,6 +224,30 @@ def route_prefect_console(console: Console | None) -> Iterator[None]:
             h.console = c
 
 
+def run_work(work: Work[R]) -> R:
+    """What every Prefect task of a stage's phase runs: the unit of work it is given."""
+    return work()
+
+
+def _item_label(item: Work[Any], k: int) -> str:
+    try:
+        return item.label()
+    except Exception:  # noqa: BLE001 - a failure line must not fail
+        return str(k)
+
+
+def _work_label(name: str) -> Callable[[], str]:
+    """A task_run_name callable that never raises (a raising one hangs a process-pool flow)."""
+
+    def run_name() -> str:
+        try:
+            return f"{name} {task_run.parameters['work'].label()}"
+        except Exception:  # noqa: BLE001
+            return name
+
+    return run_name
+
+
 class PrefectMapper:
     """Maps units of work as Prefect tasks on ``runner`` (entered by the caller)."""
 
@@ -250,11 +275,11 @@ class PrefectMapper:
         t = self.task_for(fn, name, label, retries)
         return [self.runner.submit(t, parameters=dict(item)) for item in items]
 
-    def map(self, fn: Callable[..., R], items: Sequence[Mapping[str, Any]], *, name: str,
-            label: Callable[[Mapping[str, Any]], str] | None = None) -> list[R]:
+    def map(self, items: Sequence[Work[R]], *, name: str) -> list[R]:
         if not items:
             return []
-        futures = self.submit(fn, items, name, label)
+        t = self._work_task(name)
+        futures = [self.runner.submit(t, parameters={"work": item}) for item in items]
         index = {f.task_run_id: k for k, f in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
         failures: list[str] = []
@@ -264,16 +289,33 @@ class PrefectMapper:
             try:
                 results[k] = fut.result()
             except Exception as exc:  # noqa: BLE001 - collect every failure, then report them together
-                failures.append(f"{name} {label(items[k]) if label else k}: {type(exc).__name__}: {exc}")
+                failures.append(f"{name} {_item_label(items[k], k)}: {type(exc).__name__}: {exc}")
             self.display.advance(bar, note=f"{len(failures)} failed" if failures else "")
         if failures:
             raise PhaseFailed(f"{len(failures)} of {len(futures)} {name} task(s) failed; finished ones are kept, "
                               "rerun the same command to resume:\n  " + "\n  ".join(failures[:20]))
         return results
 
-    def run_one(self, fn: Callable[..., R], item: Mapping[str, Any], *, name: str) -> R:
+    def run(self, item: Work[R], *, name: str) -> R:
         """In this process with threads (the flow's process is the worker), in a worker otherwise,
         so the flow's process stays small (models and big arrays live in the workers)."""
+        t = self._work_task(name)
+        if self.config.kind == "threads":
+            return cast(R, t(work=item))
+        return cast(R, self.runner.submit(t, parameters={"work": item}).result())
+
+    def _work_task(self, name: str) -> Task[Any, Any]:
+        """One Prefect task per phase, running typed work items."""
+        t = self._tasks.get((run_work, name))
+        if t is None:
+            t = Task(run_work, name=name, retries=self.config.retries, retry_delay_seconds=5,
+                     persist_result=False, task_run_name=_work_label(name))
+            self._tasks[(run_work, name)] = t
+        return t
+
+    def run_one(self, fn: Callable[..., R], item: Mapping[str, Any], *, name: str) -> R:
+        """``fn(**item)`` once, like :meth:`run`: the flow's own steps (its functions take keyword
+        arguments; a stage's units of work are typed items, see :meth:`run`)."""
         t = self.task_for(fn, name)
         if self.config.kind == "threads":
             return t(**item)

@@ -15,10 +15,10 @@ from rich.text import Text
 
 from winnow.config import PipelineConfig
 from winnow.report import write_report
-from winnow.shardio import join, write_bytes_atomic
 from winnow.stats import StageStats, funnel_markdown, funnel_rows, plural
+from winnow.storage import join, write_bytes_atomic
 from winnow.tasks.pipeline import discover
-from winnow.text_safety import markdown_block, markdown_code, printable
+from winnow.text_safety import markdown_code, printable
 
 
 def report_sections() -> list[tuple[str, str, Any]]:
@@ -26,21 +26,21 @@ def report_sections() -> list[tuple[str, str, Any]]:
     return [(s.name, s.kind, s.report_section) for s in discover()]
 
 
+def run_markdown(output: str, summary: Mapping[str, Any], stats: dict[str, StageStats]) -> str:
+    """summary.md: the shards, the funnel, then each stage's own paragraph."""
+    markdown = (
+        f"# winnow curate\n\nOutput: {markdown_code(output)}  \nShards: {summary['shards']} "
+        f"({summary['shards_skipped_as_done']} already done, {summary['shards_failed']} failed)  \n"
+        f"Documents written: {summary['rows']:,}\n\n" + funnel_markdown(stats)
+    )
+    return markdown + "".join(f"\n{part}\n" for part in (s.summary_markdown(summary) for s in discover()) if part)
+
+
 def write_summary(cfg: PipelineConfig, summary: dict[str, Any], stats: dict[str, StageStats],
                    failures: list[str]) -> None:
     so = cfg.storage_options
     logger = get_run_logger()
-    markdown = (
-        f"# winnow curate\n\nOutput: {markdown_code(cfg.output)}  \nShards: {summary['shards']} "
-        f"({summary['shards_skipped_as_done']} already done, {summary['shards_failed']} failed)  \n"
-        f"Documents written: {summary['rows']:,}\n\n" + funnel_markdown(stats)
-    )
-    packed = summary.get("packed")
-    if packed:
-        markdown += (f"\nPacked: {packed['sequences']:,} sequences of <= {packed['seq_len']:,} tokens "
-                     f"({packed['tokens']:,} tokens, padding {100 * packed['padding_fraction']:.3f}%, "
-                     f"{plural(packed['truncated_documents'], 'document')} split) in "
-                     f"{markdown_code(packed['output'])}\n")
+    markdown = run_markdown(cfg.output, summary, stats)
     try:
         write_bytes_atomic(join(cfg.output, "summary.json"), json.dumps(summary, indent=1).encode(), so)
         write_bytes_atomic(join(cfg.output, "summary.md"), markdown.encode(), so)
@@ -62,14 +62,13 @@ def write_summary(cfg: PipelineConfig, summary: dict[str, Any], stats: dict[str,
     final_dir = summary["final_output"]
     create_link_artifact(key="winnow-output", link=final_dir if "://" in final_dir else f"file://{final_dir}",
                          link_text=final_dir, description="where this run wrote its final output")
-    if packed:
-        create_markdown_artifact(key="winnow-manifest", description="packed dataset manifest",
-                                 markdown=f"# Packed output\n\n{markdown_code(packed['output'])}\n\n"
-                                          + markdown_block(json.dumps(packed, indent=1), "json"))
+    for artifact in (s.artifact(summary) for s in discover()):
+        if artifact is not None:
+            create_markdown_artifact(key=artifact.key, markdown=artifact.markdown, description=artifact.description)
 
 
 def print_summary(summary: Mapping[str, Any], stats: dict[str, StageStats], console: Console) -> None:
-    """The funnel table and the shard and packing lines, on the terminal."""
+    """The funnel table, the shard line and each stage's own line, on the terminal."""
     # Every cell and line as literal text: reasons and paths come from data, never markup.
     table = Table(title=Text(printable(f"winnow curate: {plural(summary['rows'], 'document')} -> "
                                        f"{summary['output']}")), title_justify="left")
@@ -81,8 +80,6 @@ def print_summary(summary: Mapping[str, Any], stats: dict[str, StageStats], cons
     wide.print(table)
     wide.print(Text(f"shards: {summary['shards']} ({summary['shards_skipped_as_done']} already done, "
                     f"{summary['shards_failed']} failed)"))
-    packed = summary.get("packed")
-    if packed:
-        wide.print(Text(printable(f"packed: {plural(packed['sequences'], 'sequence')} x {packed['seq_len']:,} tokens "
-                                  f"({packed['strategy']}, padding {100 * packed['padding_fraction']:.3f}%, "
-                                  f"{plural(packed['truncated_documents'], 'document')} split) -> {packed['output']}")))
+    for line in (s.summary_line(summary) for s in discover()):
+        if line:
+            wide.print(Text(printable(line)))

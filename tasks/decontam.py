@@ -19,10 +19,11 @@ from pydantic import Field, field_validator
 from winnow.config import path_field
 from winnow.document import Document
 from winnow.filters.decontam import DEFAULT_MIN_WORDS, DEFAULT_N, MAX_N, DecontamError, NGramIndex, load_eval_sets
+from winnow.inputs import list_inputs, path_stamps
 from winnow.report import bar_chart, counter_items, section
-from winnow.shardio import InputError, StorageError, filesystem, join, list_inputs, path_stamps
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
+from winnow.storage import InputError, StorageError, StorageOptions, filesystem, join
 
 INDEX_DIR = "_decontam"
 
@@ -49,7 +50,7 @@ class DecontamConfig(DocumentStageConfig):
         return [p for p in v if p.strip()]
 
 
-def eval_stamps(section: DecontamConfig, storage_options: dict[str, Any] | None) -> list[list[str]]:
+def eval_stamps(section: DecontamConfig, storage_options: StorageOptions) -> list[list[str]]:
     """(file, stamp) of every eval file: the index and every shard's key follow them."""
     return path_stamps(section.eval_sets, storage_options) if section.eval_sets else []
 

@@ -13,9 +13,9 @@ from winnow.extract import get_extractor
 from winnow.filters.safety_lists import SAFETY_LISTS, SafetyListError, SafetyLists, load_safety_lists
 from winnow.filters.url import UrlFilter, read_list_file
 from winnow.sandbox import ChildError, Sandbox, SandboxError
-from winnow.shardio import open_binary
 from winnow.stage import SourceStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
+from winnow.storage import open_binary
 from winnow.warc import HttpResponse, iter_http_responses
 
 

@@ -20,8 +20,7 @@ import json
 import posixpath
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from collections.abc import Sequence as Sequence_
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -32,13 +31,25 @@ from pydantic import Field, field_validator
 
 from winnow.config import path_field, runtime_field
 from winnow.document import Document
+from winnow.inputs import path_stamps
 from winnow.megatron import MegatronWriter
 from winnow.packing import Bin, best_fit_decreasing, concat_chunks, split_into_chunks
 from winnow.report import bar_chart, section, table
-from winnow.resume import Marker, Mismatch, ShardRef, group_by_rows, iter_documents, redo_note, work_key
-from winnow.shardio import ParquetShardWriter, filesystem, join, path_stamps, write_bytes_atomic
-from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
-from winnow.stats import StageStats
+from winnow.resume import Marker, Mismatch, ShardRef, group_by_rows, iter_documents, redo_note, resumable, work_key
+from winnow.stage import (
+    CorpusContext,
+    CorpusResult,
+    CorpusStage,
+    StageArtifact,
+    StageConfig,
+    StageEnv,
+    StageError,
+    register,
+)
+from winnow.stats import StageStats, plural
+from winnow.storage import ParquetShardWriter, StorageOptions, filesystem, join, write_bytes_atomic
+from winnow.tasks.dedup.layout import DEDUPED_DIR
+from winnow.text_safety import markdown_block, markdown_code
 from winnow.tokenizer import DEFAULT_TOKENIZER, Tokenizer, TokenizerError, load_tokenizer, tokenizer_files
 
 STAGE = "pack"
@@ -135,7 +146,7 @@ def tokenize(docs: Iterable[Document], tok: Tokenizer, cfg: PackConfig, stats: S
 
 
 @dataclass
-class Sequence:
+class PackedSequence:
     """One packed training sequence: its tokens and the segments (document chunks) in it."""
     input_ids: np.ndarray  # int32
     segment_lengths: list[int]
@@ -143,19 +154,19 @@ class Sequence:
     chunk_index: list[int]
 
 
-def _materialise(bins: Iterable[Bin], ids: list[str], tokens: Sequence_[np.ndarray]) -> list[Sequence]:
+def _materialise(bins: Iterable[Bin], ids: list[str], tokens: Sequence[np.ndarray]) -> list[PackedSequence]:
     out = []
     for b in bins:
         # Within a sequence, segments keep the input order of documents (and chunks).
         segs = sorted(b.chunks, key=lambda c: (c.doc, c.part))
         flat = np.concatenate([np.asarray(tokens[c.doc][c.start : c.start + c.length], dtype=np.int32)
                                for c in segs]) if segs else np.zeros(0, dtype=np.int32)
-        out.append(Sequence(flat, [c.length for c in segs], [ids[c.doc] for c in segs], [c.part for c in segs]))
+        out.append(PackedSequence(flat, [c.length for c in segs], [ids[c.doc] for c in segs], [c.part for c in segs]))
     return out
 
 
-def pack(token_docs: Iterable[tuple[str, Sequence_[int] | np.ndarray]], cfg: PackConfig, stats: StageStats,
-         salt: str = "") -> Iterator[Sequence]:
+def pack(token_docs: Iterable[tuple[str, Sequence[int] | np.ndarray]], cfg: PackConfig, stats: StageStats,
+         salt: str = "") -> Iterator[PackedSequence]:
     """Pack per buffer of ``cfg.buffer_docs`` documents; yield shuffled sequences (the shuffle of
     buffer k is seeded by ``seed``, ``salt`` (the pack group) and k)."""
     L = cfg.seq_len
@@ -163,7 +174,7 @@ def pack(token_docs: Iterable[tuple[str, Sequence_[int] | np.ndarray]], cfg: Pac
     ids: list[str] = []
     tokens: list[np.ndarray] = []
 
-    def flush() -> Iterator[Sequence]:
+    def flush() -> Iterator[PackedSequence]:
         nonlocal buffer_no
         lengths = [len(t) for t in tokens]
         stats.counters["tokens"] += sum(lengths)
@@ -194,14 +205,14 @@ def pack(token_docs: Iterable[tuple[str, Sequence_[int] | np.ndarray]], cfg: Pac
         yield from _count(flush(), stats, L)
 
 
-def _count(seqs: Iterable[Sequence], stats: StageStats, L: int) -> Iterator[Sequence]:
+def _count(seqs: Iterable[PackedSequence], stats: StageStats, L: int) -> Iterator[PackedSequence]:
     for s in seqs:
         stats.counters["sequences"] += 1
         stats.counters["padding_tokens"] += L - len(s.input_ids)
         yield s
 
 
-def _to_table(seqs: list[Sequence]) -> pa.Table:
+def _to_table(seqs: list[PackedSequence]) -> pa.Table:
     offsets = np.zeros(len(seqs) + 1, dtype=np.int32)
     np.cumsum([len(s.input_ids) for s in seqs], out=offsets[1:])
     values = np.concatenate([s.input_ids for s in seqs]) if seqs else np.zeros(0, dtype=np.int32)
@@ -227,18 +238,18 @@ def part_name(group: int, part: int) -> str:
 class _PartWriter:
     """Sequences of one pack group into files of ``per_file`` sequences, each written atomically."""
 
-    def __init__(self, out_dir: str, group: int, per_file: int, storage_options: dict[str, Any] | None) -> None:
+    def __init__(self, out_dir: str, group: int, per_file: int, storage_options: StorageOptions) -> None:
         self.out_dir, self.group, self.per_file, self.so = out_dir, group, per_file, storage_options
         self.files: list[str] = []
         self._current: ParquetShardWriter | None = None
         self._count = 0
 
-    def write(self, seq: Sequence) -> None:
+    def write(self, seq: PackedSequence) -> None:
         if self._current is None or self._count >= self.per_file:
             self._finish_current()
             name = part_name(self.group, len(self.files))
             self._current = ParquetShardWriter(join(self.out_dir, name), SEQUENCE_SCHEMA, _to_table, self.so,
-                                               rows_per_group=2048).__enter__()
+                                               rows_per_group=2048).open()
             self.files.append(name)
             self._count = 0
         self._current.write(seq)
@@ -246,7 +257,7 @@ class _PartWriter:
 
     def _finish_current(self) -> None:
         if self._current is not None:
-            self._current.__exit__(None, None, None)
+            self._current.commit()
             self._current = None
 
     def close(self) -> list[str]:
@@ -257,64 +268,95 @@ class _PartWriter:
     def abort(self) -> None:
         """Drop the open file (its temp file goes too)."""
         if self._current is not None:
-            err = RuntimeError("pack task aborted")
-            self._current.__exit__(RuntimeError, err, None)  # removes the temp file
+            self._current.abort()  # removes the temp file
             self._current = None
 
 
-def group_marker(out_dir: str, group: int, so: dict[str, Any] | None) -> Marker:
+def group_marker(out_dir: str, group: int, so: StorageOptions) -> Marker:
     """The done-marker of one pack group."""
     return Marker(join(out_dir, f"group-{group:05d}"), so)
 
 
 def pack_group(group: int, shards: list[ShardRef], out_dir: str, cfg: PackConfig, key: str,
-               storage_options: dict[str, Any] | None = None, megatron_dir: str | None = None) -> dict[str, Any]:
+               storage_options: StorageOptions = None, megatron_dir: str | None = None) -> dict[str, Any]:
     """One pack task: tokenize and pack the documents of ``shards`` (in order) into
     ``train-GGGGG-PPPPP.parquet`` files (+ Megatron files); its marker records what it wrote."""
-    marker = group_marker(out_dir, group, storage_options)
-    done = marker.check(key, require_output=False)[0]
-    if done is not None:
-        return {**done, "skipped": True}
-    tok = check_pack(cfg)
-    if cfg.tokenize_threads:
-        tok = load_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, threads=cfg.tokenize_threads)
-    stats = StageStats()
-    started = time.perf_counter()
-    parts = _PartWriter(out_dir, group, cfg.sequences_per_shard, storage_options)
-    mega = MegatronWriter(join(megatron_dir, f"part-{group:05d}"), tok.vocab_size, storage_options) \
-        if megatron_dir else None
-    try:
-        for seq in pack(tokenize(iter_documents(shards, storage_options), tok, cfg, stats), cfg, stats,
-                        salt=f"{group}:"):
-            parts.write(seq)
+    def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        tok = check_pack(cfg)
+        if cfg.tokenize_threads:
+            tok = load_tokenizer(cfg.tokenizer, cfg.eos_token, cfg.bos_token, threads=cfg.tokenize_threads)
+        stats = StageStats()
+        started = time.perf_counter()
+        parts = _PartWriter(out_dir, group, cfg.sequences_per_shard, storage_options)
+        mega = MegatronWriter(join(megatron_dir, f"part-{group:05d}"), tok.vocab_size, storage_options) \
+            if megatron_dir else None
+        try:
+            for seq in pack(tokenize(iter_documents(shards, storage_options), tok, cfg, stats), cfg, stats,
+                            salt=f"{group}:"):
+                parts.write(seq)
+                if mega is not None:
+                    start = 0
+                    for n in seq.segment_lengths:
+                        mega.add_sequence(seq.input_ids[start:start + n])
+                        start += n
+                    mega.end_document()
+            files = parts.close()
+            megatron = mega.finish() if mega is not None else None
+        except BaseException:
+            parts.abort()
             if mega is not None:
-                start = 0
-                for n in seq.segment_lengths:
-                    mega.add_sequence(seq.input_ids[start:start + n])
-                    start += n
-                mega.end_document()
-        files = parts.close()
-        megatron = mega.finish() if mega is not None else None
-    except BaseException:
-        parts.abort()
-        if mega is not None:
-            mega.abort()
-        raise
-    stats.seconds = time.perf_counter() - started
-    record = {"files": files, "stats": stats.to_dict(), "inputs": [s.path for s in shards],
-              "tokenizer": tok.name, "vocab_size": tok.vocab_size,
-              "eos_id": tok.eos_id if cfg.add_eos else None, "bos_id": tok.bos_id if cfg.add_bos else None,
-              "eos_token": tok.eos_token if cfg.add_eos else None, "eos_from": tok.eos_from if cfg.add_eos else None,
-              "bos_token": tok.bos_token if cfg.add_bos else None, "bos_from": tok.bos_from if cfg.add_bos else None,
-              "megatron": None if megatron is None else posixpath.basename(str(megatron["prefix"]))}
-    marker.write(key, record, {"pack": PackStage.settings(cfg, StageEnv(storage_options or {}))})
-    return record
+                mega.abort()
+            raise
+        stats.seconds = time.perf_counter() - started
+        record = {"files": files, "stats": stats.to_dict(), "inputs": [s.path for s in shards],
+                  "tokenizer": tok.name, "vocab_size": tok.vocab_size,
+                  "eos_id": tok.eos_id if cfg.add_eos else None, "bos_id": tok.bos_id if cfg.add_bos else None,
+                  "eos_token": tok.eos_token if cfg.add_eos else None,
+                  "eos_from": tok.eos_from if cfg.add_eos else None,
+                  "bos_token": tok.bos_token if cfg.add_bos else None,
+                  "bos_from": tok.bos_from if cfg.add_bos else None,
+                  "megatron": None if megatron is None else posixpath.basename(str(megatron["prefix"]))}
+        return record, record
+
+    return resumable(group_marker(out_dir, group, storage_options), key, run, lambda done: {**done, "skipped": True},
+                     settings={STAGE: PackStage.settings(cfg, StageEnv(storage_options or {}))},
+                     require_output=False)[0]
+
+
+@dataclass(frozen=True)
+class PackWork:
+    """One mapped pack task: :func:`pack_group`."""
+
+    group: int
+    shards: list[ShardRef]
+    out_dir: str
+    cfg: PackConfig
+    key: str
+    storage_options: StorageOptions = None
+    megatron_dir: str | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        return pack_group(self.group, self.shards, self.out_dir, self.cfg, self.key, self.storage_options,
+                          self.megatron_dir)
+
+    def label(self) -> str:
+        return f"group {self.group}"
 
 
 def write_manifest(groups: list[dict[str, Any]], out_dir: str, cfg: PackConfig, input_refs: list[ShardRef],
-                   key: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                   key: str, storage_options: StorageOptions = None) -> dict[str, Any]:
     """The last, metadata-only step: the manifest and the dataset card from the groups'
     records; files of earlier runs that this run did not write are removed."""
+    manifest = finish_groups(groups, out_dir, cfg, input_refs, key, storage_options)
+    ManifestMarker(out_dir, storage_options).write(key, manifest)
+    return manifest
+
+
+def finish_groups(groups: list[dict[str, Any]], out_dir: str, cfg: PackConfig, input_refs: list[ShardRef],
+                  key: str, storage_options: StorageOptions = None) -> dict[str, Any]:
+    """The manifest of the groups' records, with the dataset card written and the files of
+    earlier runs that this run did not write removed; the manifest itself is written last
+    (:class:`ManifestMarker`): it is the packed output's done-marker."""
     stats = StageStats()
     for g in groups:
         stats.merge(StageStats.from_dict(g["stats"]))
@@ -366,11 +408,38 @@ def write_manifest(groups: list[dict[str, Any]], out_dir: str, cfg: PackConfig, 
         if posixpath.basename(p) not in mega_keep:
             fs.rm_file(p)
     write_bytes_atomic(join(out_dir, CARD), dataset_card(manifest).encode(), storage_options)
-    write_bytes_atomic(join(out_dir, MANIFEST), json.dumps(manifest, indent=1).encode(), storage_options)
     return manifest
 
 
-def read_manifest(out_dir: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+class ManifestMarker:
+    """The packed output's done-marker is its manifest (it records the key and the settings):
+    :func:`winnow.resume.resumable` checks and writes it like any marker."""
+
+    def __init__(self, out_dir: str, storage_options: StorageOptions = None) -> None:
+        self.out_dir, self.so = out_dir, storage_options
+
+    def check(self, key: str, settings: Mapping[str, Any] | None = None, require_output: bool = True
+              ) -> tuple[dict[str, Any] | None, Mismatch | None]:
+        done = read_manifest(self.out_dir, self.so)
+        if done is None:
+            return None, None
+        if done.get("key") == key:
+            return done, None
+        # Groups are about to be rewritten: a run killed midway must not leave the old
+        # manifest beside a mix of old and new sequences.
+        self.clear()
+        return None, Mismatch.between(self.out_dir, {STAGE: done.get("settings")}, settings or {})
+
+    def write(self, key: str, record: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> None:
+        write_bytes_atomic(join(self.out_dir, MANIFEST), json.dumps(record, indent=1).encode(), self.so)
+
+    def clear(self) -> None:
+        fs, path = filesystem(join(self.out_dir, MANIFEST), self.so)
+        if fs.exists(path):
+            fs.rm_file(path)
+
+
+def read_manifest(out_dir: str, storage_options: StorageOptions = None) -> dict[str, Any] | None:
     """The packed output's manifest, or None when there is none (or it is damaged)."""
     fs, path = filesystem(join(out_dir, MANIFEST), storage_options)
     try:
@@ -381,7 +450,7 @@ def read_manifest(out_dir: str, storage_options: dict[str, Any] | None = None) -
     return info if isinstance(info, dict) else None
 
 
-def run_pack(inputs: list[ShardRef], out_dir: str, cfg: PackConfig, storage_options: dict[str, Any] | None = None,
+def run_pack(inputs: list[ShardRef], out_dir: str, cfg: PackConfig, storage_options: StorageOptions = None,
              megatron_dir: str | None = None) -> dict[str, Any]:
     """All pack groups in this process, then the manifest (tests, benchmarks; the flow maps the
     groups as tasks)."""
@@ -398,6 +467,7 @@ class PackStage(CorpusStage[PackConfig]):
     name = STAGE
     config_model = PackConfig
     order = 300
+    listed_summary = "packed"
     summary = "Tokenize + best-fit packing into fixed-length training sequences (Parquet; Megatron optional)."
 
     @classmethod
@@ -424,25 +494,22 @@ class PackStage(CorpusStage[PackConfig]):
     def run(cls, section: PackConfig, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:
         out_dir = join(ctx.output, PACKED_DIR)
         mega = join(ctx.output, MEGATRON_DIR) if section.megatron else None
-        settings = cls.settings(section, StageEnv(ctx.storage_options or {}, ctx.output))
+        so = ctx.storage_options
+        settings = cls.settings(section, ctx.env)
         key = work_key([r.key for r in inputs], settings)
-        done = read_manifest(out_dir, ctx.storage_options)
-        if done is not None and done.get("key") == key:
-            manifest = done
-        else:
-            if done is not None:
-                # Groups are about to be rewritten: a run killed midway must not leave the old
-                # manifest beside a mix of old and new sequences.
-                fs, path = filesystem(join(out_dir, MANIFEST), ctx.storage_options)
-                fs.rm_file(path)
-                ctx.log(redo_note([Mismatch.between(out_dir, {STAGE: done.get("settings")}, {STAGE: settings})],
-                                  "output(s)", STAGE) or "")
+
+        def run() -> tuple[dict[str, Any], dict[str, Any]]:
             groups = group_shards(inputs, section.documents_per_task)
-            records = ctx.mapper.map(pack_group, [
-                {"group": g, "shards": [inputs[k] for k in idx], "out_dir": out_dir, "cfg": section, "key": key,
-                 "storage_options": ctx.storage_options, "megatron_dir": mega} for g, idx in enumerate(groups)],
-                name="pack", label=lambda item: f"group {item['group']}")
-            manifest = write_manifest(records, out_dir, section, inputs, key, ctx.storage_options)
+            records = ctx.mapper.map([PackWork(g, [inputs[k] for k in idx], out_dir, section, key, so, mega)
+                                      for g, idx in enumerate(groups)], name="pack")
+            manifest = finish_groups(records, out_dir, section, inputs, key, so)
+            return manifest, manifest
+
+        def redo(why: Mismatch) -> None:
+            ctx.log(redo_note([why], "output(s)", STAGE) or "")
+
+        manifest = resumable(ManifestMarker(out_dir, so), key, run, lambda done: done, settings={STAGE: settings},
+                             require_output=False, on_redo=redo)[0]
         if manifest.get("eos_id") is not None:
             ctx.log(f"pack: EOS {manifest.get('eos_token')!r} = id {manifest['eos_id']} "
                     f"(from {manifest.get('eos_from')}) of {manifest['tokenizer']}")
@@ -472,6 +539,45 @@ class PackStage(CorpusStage[PackConfig]):
                        bar_chart([("tokens of documents", fill), ("padding", 100 - fill)],
                                  "share of sequence positions (%)", unit="%", chart_id="packing-chart")
                        + table(rows, "packing-table"))
+
+    @classmethod
+    def summary_line(cls, summary: Mapping[str, Any]) -> str | None:
+        packed = summary.get("packed")
+        if not packed:
+            return None
+        return (f"packed: {plural(packed['sequences'], 'sequence')} x {packed['seq_len']:,} tokens "
+                f"({packed['strategy']}, padding {100 * packed['padding_fraction']:.3f}%, "
+                f"{plural(packed['truncated_documents'], 'document')} split) -> {packed['output']}")
+
+    @classmethod
+    def summary_markdown(cls, summary: Mapping[str, Any]) -> str | None:
+        packed = summary.get("packed")
+        if not packed:
+            return None
+        return (f"Packed: {packed['sequences']:,} sequences of <= {packed['seq_len']:,} tokens "
+                f"({packed['tokens']:,} tokens, padding {100 * packed['padding_fraction']:.3f}%, "
+                f"{plural(packed['truncated_documents'], 'document')} split) in {markdown_code(packed['output'])}")
+
+    @classmethod
+    def done_line(cls, summary: Mapping[str, Any], output: str) -> Sequence[str | tuple[str, str]] | None:
+        packed = summary.get("packed")
+        if not packed:
+            return None
+        return "training sequences: ", (packed["output"], "bold"), \
+            f" ({plural(len(packed['shards']), 'file')}, {MANIFEST})"
+
+    @classmethod
+    def artifact(cls, summary: Mapping[str, Any]) -> StageArtifact | None:
+        packed = summary.get("packed")
+        if not packed:
+            return None
+        return StageArtifact("winnow-manifest", "packed dataset manifest",
+                             f"# Packed output\n\n{markdown_code(packed['output'])}\n\n"
+                             + markdown_block(json.dumps(packed, indent=1), "json"))
+
+    @classmethod
+    def deployed_alone(cls, output: str) -> tuple[str, str] | None:
+        return f"{output}/{DEDUPED_DIR}", f"{output}-packed"  # the bundled pipeline packs what dedup kept
 
 
 def _token(m: dict[str, Any], role: str) -> str:

@@ -4,24 +4,22 @@ and optionally phone and payment-card numbers (Luhn-checked); the text around th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
 from winnow.document import Document
-from winnow.filters.pii import DEFAULT_REPLACEMENTS, PiiConfigError, PiiMasker
+from winnow.filters.pii import DEFAULT_REPLACEMENTS, FINEWEB_KINDS, PiiConfigError, PiiKind, PiiMasker
 from winnow.report import bar_chart, counter_items, section
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
-
-Kind = Literal["email", "ip", "phone", "card"]
 
 
 class PiiConfig(DocumentStageConfig):
     """Settings of the PII masking stage (YAML section `pii`)."""
     enabled: bool = Field(False, description="Mask personal data in the text (FineWeb masks emails and IPs).")
-    kinds: list[Kind] = Field(default_factory=lambda: list[Kind](["email", "ip"]),
-                              description="What to mask: email, ip (FineWeb's), phone, card (Luhn-checked).")
+    kinds: list[PiiKind] = Field(default_factory=lambda: list(FINEWEB_KINDS),
+                                 description="What to mask: email, ip (FineWeb's), phone, card (Luhn-checked).")
     replacements: dict[str, str] = Field(
         default_factory=dict, description="Placeholder per kind; defaults: " + ", ".join(
             f"{k}: {v}" for k, v in DEFAULT_REPLACEMENTS.items()) + ".")

@@ -2,7 +2,8 @@
 from their sections, and config loading.
 
 Stages register themselves when their module is imported (``@register``); ``discover`` imports
-every module of ``winnow.tasks``, so a new stage is picked up by adding its file.
+every module of ``winnow.tasks`` (a package such as ``dedup`` registers its stage from its
+``__init__``), so a new stage is picked up by adding its file.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pydantic import Field, create_model
 
 from winnow.config import ConfigError, PipelineConfig, load_yaml_config
 from winnow.stage import Stage, by_kind, registered
+from winnow.storage import StorageOptions
 
 # Modules of this package that drive stages rather than define them.
-_DRIVERS = {"pipeline", "shard", "units"}
+_DRIVERS = {"pipeline", "shard"}
 
 
 def discover() -> list[type[Stage[Any]]]:
-    """Import every stage module of winnow.tasks; the registry in pipeline order."""
+    """Import every stage module and package of winnow.tasks; the registry in pipeline order."""
     package = __name__.rsplit(".", 1)[0]
     for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
         if info.name not in _DRIVERS and not info.name.startswith("_"):
@@ -62,7 +64,7 @@ def stage_overrides(stages: list[str]) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None,
-                storage_options: dict[str, Any] | None = None, stages: list[str] | None = None) -> PipelineConfig:
+                storage_options: StorageOptions = None, stages: list[str] | None = None) -> PipelineConfig:
     """The validated config of a YAML file plus overrides (``{"runner.workers": 4}``); ``stages``
     runs only those stages. One validation: the flow and tasks use the result as it is."""
     merged = dict(overrides or {})

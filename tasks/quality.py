@@ -11,16 +11,15 @@ from winnow.config import StrictModel, path_field
 from winnow.document import Document
 from winnow.filters.lid import ModelError
 from winnow.filters.multilingual import LanguageSettingsError, bundled_configs, settings_for
-from winnow.filters.quality import RULESETS, apply_rules, build_rulesets
+from winnow.filters.quality import RULESETS, RuleSet, apply_rules, build_rulesets
 from winnow.filters.quality_classifier import QualityClassifier
 from winnow.stage import DocumentStage, DocumentStageConfig, StageEnv, StageError, register
 
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
-RuleSet = Literal["gopher_repetition", "gopher_quality", "c4", "fineweb"]
 
 
 def _all_rulesets() -> list[RuleSet]:
-    return ["gopher_repetition", "gopher_quality", "c4", "fineweb"]
+    return list(RULESETS)
 
 
 class ClassifierConfig(StrictModel):

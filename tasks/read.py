@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from winnow.document import Document
-from winnow.shardio import read_documents
+from winnow.inputs import read_documents
 from winnow.stage import SourceStage, StageConfig, register
 from winnow.stats import StageStats
 

@@ -29,9 +29,10 @@ from winnow.document import Document
 from winnow.rephrase_backends import Backend, Generation, OpenAIBackend, TransformersBackend, VLLMBackend
 from winnow.report import bar_chart, section
 from winnow.resume import ShardRef, ShardResult, derive_shard, redo_note
-from winnow.shardio import error_line, filesystem, join, shard_name, write_bytes_atomic
+from winnow.shards import shard_name
 from winnow.stage import CorpusContext, CorpusResult, CorpusStage, StageConfig, StageEnv, StageError, register
 from winnow.stats import StageStats
+from winnow.storage import StorageOptions, error_line, filesystem, join, write_bytes_atomic
 from winnow.tokenizer import load_tokenizer
 
 STAGE = "rephrase"
@@ -180,7 +181,7 @@ class Journal:
     object per flush instead, since objects cannot be appended to.
     """
 
-    def __init__(self, path: str, so: dict[str, Any] | None = None, remote_batch: int = 256) -> None:
+    def __init__(self, path: str, so: StorageOptions = None, remote_batch: int = 256) -> None:
         self.path = path
         self.so = so
         self.local = "://" not in path
@@ -377,7 +378,7 @@ _local_lock = threading.Lock()
 
 
 def rephrase_unit(source: ShardRef, out: str, checkpoint: str, cfg: RephraseConfig,
-                  storage_options: dict[str, Any] | None = None, rows_per_group: int = 2000) -> ShardResult:
+                  storage_options: StorageOptions = None, rows_per_group: int = 2000) -> ShardResult:
     """One shard: real documents + rephrasings. Chunks whose requests failed (server down, out
     of retries) leave the shard unmarked, so the next run retries them; the journal keeps it
     from asking again for the chunks that succeeded."""
@@ -399,6 +400,25 @@ def rephrase_unit(source: ShardRef, out: str, checkpoint: str, cfg: RephraseConf
 
 def _errors(stats: StageStats) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items())) or "no detail"
+
+
+@dataclass(frozen=True)
+class RephraseWork:
+    """One mapped rephrase task: :func:`rephrase_unit`."""
+
+    source: ShardRef
+    out: str
+    checkpoint: str
+    cfg: RephraseConfig
+    storage_options: StorageOptions = None
+    rows_per_group: int = 2000
+
+    def __call__(self) -> ShardResult:
+        return rephrase_unit(self.source, self.out, self.checkpoint, self.cfg, self.storage_options,
+                             self.rows_per_group)
+
+    def label(self) -> str:
+        return posixpath.basename(self.out)
 
 
 @register
@@ -436,10 +456,8 @@ class RephraseStage(CorpusStage[RephraseConfig]):
     def run(cls, section: RephraseConfig, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:
         outs = [join(ctx.output, REPHRASED_DIR, shard_name(k)) for k in range(len(inputs))]
         checkpoints = [join(ctx.output, CHECKPOINT_DIR, shard_name(k, suffix=".jsonl")) for k in range(len(inputs))]
-        results = ctx.mapper.map(rephrase_unit, [
-            {"source": s, "out": o, "checkpoint": c, "cfg": section, "storage_options": ctx.storage_options,
-             "rows_per_group": ctx.rows_per_row_group} for s, o, c in zip(inputs, outs, checkpoints, strict=True)],
-            name="rephrase", label=lambda item: posixpath.basename(item["out"]))
+        results = ctx.mapper.map([RephraseWork(s, o, c, section, ctx.storage_options, ctx.rows_per_row_group)
+                                  for s, o, c in zip(inputs, outs, checkpoints, strict=True)], name="rephrase")
         redone = redo_note([r.mismatch for r in results if r.mismatch is not None], stage=STAGE)
         if redone:
             ctx.log(redone)

@@ -13,11 +13,12 @@ import time
 import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from winnow.config import ConfigError, PipelineConfig
 from winnow.document import Document
+from winnow.inputs import InputFile, input_format
 from winnow.resume import (
     Marker,
     Mismatch,
@@ -25,10 +26,11 @@ from winnow.resume import (
     ShardResult,
     finished_shard,
     redo_note,
+    resumable,
     shard_files,
     work_key,
 )
-from winnow.shardio import InputFile, ShardWriter, input_format
+from winnow.shards import ShardWriter
 from winnow.stage import DocumentStage, SourceStage, StageConfig, StageEnv, get
 from winnow.stats import StageStats
 from winnow.tasks.pipeline import document_stages, source_stages
@@ -107,51 +109,54 @@ def process_shard(job: ShardJob, plan: ShardPlan) -> ShardResult:
     """One shard (one input file, or a group of small ones, in order) into one output shard.
     Skipped when its done-marker was made from the same inputs with the same settings."""
     key = plan.key(job)
-    marker = Marker(job.output, plan.storage_options)
-    done, mismatch = marker.check(key, plan.settings)
-    if done is not None:
+
+    def skip(done: dict[str, Any]) -> ShardResult:
         return ShardResult(ShardRef(job.output, key, int(done["rows"])), done["stats"], skipped=True)
-    env = StageEnv(plan.storage_options, plan.output)
-    started = time.perf_counter()
-    stats: dict[str, StageStats] = {}
-    readers: dict[str, SourceStage[Any]] = {}
-    for name, section in plan.sources:
-        stage_cls = get(name)
-        assert issubclass(stage_cls, SourceStage)
-        for fmt in stage_cls.formats:
-            readers[fmt] = stage_cls(section, env)
-    # Stage order in the stats: the source stage first.
-    first = readers[input_format(job.inputs[0].path)]
-    stats[first.name] = StageStats()
 
-    def source() -> Iterator[Document]:
-        for f in job.inputs:
-            reader = readers[input_format(f.path)]
-            yield from reader.read(f.path, stats.setdefault(reader.name, StageStats()))
-
-    with ExitStack() as stack:
-        for reader in {id(r): r for r in readers.values()}.values():
-            stack.callback(reader.close)
-        on_reject = None
-        if plan.writes_rejected:
-            rejected = stack.enter_context(ShardWriter(rejected_path(job.output), plan.storage_options,
-                                                       rows_per_group=plan.rows_per_row_group))
-            on_reject = lambda stage, doc, reason: rejected.write(doc)  # noqa: E731
-        writer = stack.enter_context(ShardWriter(job.output, plan.storage_options,
-                                                 rows_per_group=plan.rows_per_row_group))
-        docs: Iterable[Document] = source()
-        for name, section in plan.stages:
+    def run() -> tuple[ShardResult, dict[str, Any]]:
+        env = StageEnv(plan.storage_options, plan.output)
+        started = time.perf_counter()
+        stats: dict[str, StageStats] = {}
+        readers: dict[str, SourceStage[Any]] = {}
+        for name, section in plan.sources:
             stage_cls = get(name)
-            assert issubclass(stage_cls, DocumentStage)
-            docs = stage_cls(section, env).run(docs, stats.setdefault(name, StageStats()), on_reject)
-        writer.write_all(docs)
-    elapsed = time.perf_counter() - started
-    # The source's time is the shard's wall time less the document stages' own time.
-    stats[first.name].seconds = max(0.0, elapsed - sum(s.seconds for n, s in stats.items() if n != first.name))
-    serialised = {name: s.to_dict() for name, s in stats.items()}
-    marker.write(key, {"inputs": [[f.path, f.stamp] for f in job.inputs], "rows": writer.rows,
-                       "stats": serialised}, plan.settings)
-    return ShardResult(ShardRef(job.output, key, writer.rows), serialised, mismatch=mismatch)
+            assert issubclass(stage_cls, SourceStage)
+            for fmt in stage_cls.formats:
+                readers[fmt] = stage_cls(section, env)
+        # Stage order in the stats: the source stage first.
+        first = readers[input_format(job.inputs[0].path)]
+        stats[first.name] = StageStats()
+
+        def source() -> Iterator[Document]:
+            for f in job.inputs:
+                reader = readers[input_format(f.path)]
+                yield from reader.read(f.path, stats.setdefault(reader.name, StageStats()))
+
+        with ExitStack() as stack:
+            for reader in {id(r): r for r in readers.values()}.values():
+                stack.callback(reader.close)
+            on_reject = None
+            if plan.writes_rejected:
+                rejected = stack.enter_context(ShardWriter(rejected_path(job.output), plan.storage_options,
+                                                           rows_per_group=plan.rows_per_row_group))
+                on_reject = lambda stage, doc, reason: rejected.write(doc)  # noqa: E731
+            writer = stack.enter_context(ShardWriter(job.output, plan.storage_options,
+                                                     rows_per_group=plan.rows_per_row_group))
+            docs: Iterable[Document] = source()
+            for name, section in plan.stages:
+                stage_cls = get(name)
+                assert issubclass(stage_cls, DocumentStage)
+                docs = stage_cls(section, env).run(docs, stats.setdefault(name, StageStats()), on_reject)
+            writer.write_all(docs)
+        elapsed = time.perf_counter() - started
+        # The source's time is the shard's wall time less the document stages' own time.
+        stats[first.name].seconds = max(0.0, elapsed - sum(s.seconds for n, s in stats.items() if n != first.name))
+        serialised = {name: s.to_dict() for name, s in stats.items()}
+        record = {"inputs": [[f.path, f.stamp] for f in job.inputs], "rows": writer.rows, "stats": serialised}
+        return ShardResult(ShardRef(job.output, key, writer.rows), serialised), record
+
+    result, mismatch = resumable(Marker(job.output, plan.storage_options), key, run, skip, settings=plan.settings)
+    return replace(result, mismatch=mismatch)
 
 
 def process_batch(jobs: list[ShardJob], plan: ShardPlan, retries: int = 1) -> list[ShardOutcome]:
@@ -197,7 +202,7 @@ def earlier_documents(jobs: list[ShardJob], plan: ShardPlan, only: list[str]) ->
     running = [name for name, _ in plan.stages]
     unmarked = sorted(name for name, done in found.items() if done is None)
     if unmarked:
-        # Nothing says which stages made them (markers of winnow 0.2 are in _done/, or a run
+        # Nothing says which stages made them (winnow 0.2 markers are not read, or a run
         # was killed between a shard and its marker): they may be curated, so never replaced.
         raise WouldReplace(f"--stages {','.join(only)}: {folder} holds {len(unmarked)} shard(s) without a done-marker "
                            f"({unmarked[0]}{', ...' if len(unmarked) > 1 else ''}; an earlier winnow version's "

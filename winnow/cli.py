@@ -7,6 +7,11 @@ unreachable storage, output in use by another run, a Prefect API that does not a
 interrupted (Ctrl-C), 143 stopped by SIGTERM: rerun to resume.
 """
 
+# ruff: noqa: PLC0415
+# Everything past the standard library, typer and rich is imported in the command that uses it, so
+# `winnow --help` and `--version` answer at once (the stages and Prefect take seconds to import),
+# and Prefect only after _prefect_env() has set its environment.
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +28,7 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 import yaml
@@ -34,6 +39,9 @@ from typer.core import TyperArgument, TyperCommand
 from winnow import watchdog as watchdog_module
 from winnow.stats import plural
 from winnow.text_safety import printable
+
+if TYPE_CHECKING:
+    from winnow.config import PipelineConfig
 
 T = TypeVar("T")
 
@@ -290,16 +298,16 @@ def _storage_options(value: str | None) -> dict[str, Any]:
     return loaded
 
 
-def _execute(cfg: Any) -> None:
+def _execute(cfg: PipelineConfig) -> None:
     """Plan (output, inputs), check every stage's resources, then run the flow. Everything that
     can be refused is refused here, in a second, before a Prefect server starts."""
-    from winnow.config import ConfigError  # noqa: PLC0415 - the CLI imports lazily so --help is instant
-    from winnow.lock import LockHeld, OutputLock  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.shardio import InputError, StorageError  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.stage import StageError  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.config import ConfigError
+    from winnow.lock import LockHeld, OutputLock
+    from winnow.stage import StageError
+    from winnow.storage import InputError, StorageError
 
-    _prefect_env()
-    from winnow.flows.curate import (  # noqa: PLC0415 - imports prefect: after its environment is set
+    _prefect_env()  # before anything below imports prefect
+    from winnow.flows.curate import (
         NothingRead,
         ShardFailures,
         check_stages,
@@ -307,14 +315,14 @@ def _execute(cfg: Any) -> None:
         enabled_checks,
         plan_run,
     )
-    from winnow.flows.runtime import (  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.flows.runtime import (
         PhaseFailed,
         configure_display,
         ensure_api,
         quiet_console,
     )
-    from winnow.lock import LOCK_NAME, OutputVanished, check_vanished, on_vanished  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.stage import StageEnv  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.lock import LOCK_NAME, OutputVanished, check_vanished, on_vanished
+    from winnow.stage import StageEnv
 
     try:
         plan = plan_run(cfg)
@@ -359,7 +367,7 @@ def _execute(cfg: Any) -> None:
     _done(summary, cfg)
 
 
-def _run_flow(cfg: Any, curate: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+def _run_flow(cfg: PipelineConfig, curate: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """The flow, saying first on a terminal that worker processes start (a minute can pass
     before the first bar moves)."""
     if cfg.runner.kind != "threads":
@@ -375,25 +383,23 @@ def _status(message: str) -> None:
         say((message, "dim"))
 
 
-def _done(summary: dict[str, Any], cfg: Any) -> None:
+def _done(summary: dict[str, Any], cfg: PipelineConfig) -> None:
+    from winnow.tasks.pipeline import discover
+
     say("\n", ("done.", "green"), f" {plural(summary['rows'], 'document')} in ", (summary["output"], "bold"))
     if _Options.quiet:
         return
-    if summary.get("dedup"):
-        d = summary["dedup"]
-        say(f"deduplicated: {plural(d['removed'], 'near-duplicate')} removed ({plural(d['clusters'], 'cluster')}) -> ",
-            (os.path.join(cfg.output, "deduped"), "bold"))
-    if summary.get("packed"):
-        p = summary["packed"]
-        say("training sequences: ", (p["output"], "bold"),
-            f" ({plural(len(p['shards']), 'file')}, __meta__/manifest.json)")
+    for stage in discover():
+        parts = stage.done_line(summary, cfg.output)
+        if parts:
+            say(*parts)
     say(f"run summary: {os.path.join(cfg.output, 'summary.md')}, report: {os.path.join(cfg.output, 'report.html')}")
 
 
 def _load(config: str | None, overrides: dict[str, Any], stages: str | None,
-          storage_options: dict[str, Any] | None = None) -> Any:
-    from winnow.config import ConfigError  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.tasks.pipeline import load_config  # noqa: PLC0415 - imported on use: --help and --version stay instant
+          storage_options: dict[str, Any] | None = None) -> PipelineConfig:
+    from winnow.config import ConfigError
+    from winnow.tasks.pipeline import load_config
 
     try:
         return load_config(config, overrides, stages=[s.strip() for s in stages.split(",") if s.strip()]
@@ -459,11 +465,11 @@ def demo(
 @app.command(cls=_Command)
 def stages() -> None:
     """List the pipeline stages in order and every configuration field, with its default."""
-    from pydantic import BaseModel  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from pydantic_core import PydanticUndefined  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from pydantic import BaseModel
+    from pydantic_core import PydanticUndefined
 
-    from winnow.config import PipelineConfig, RunnerConfig  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.tasks.pipeline import discover  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.config import PipelineConfig, RunnerConfig
+    from winnow.tasks.pipeline import discover
 
     def default_of(field: Any) -> str:
         if field.default_factory is not None:
@@ -515,9 +521,9 @@ def report(
     """Write OUTPUT/report.html: a self-contained page (inline SVG plots, no network) with the funnel
     per stage and rule, document lengths before/after filtering, and each stage's own section
     (languages, duplicate clusters, packing, rephrasing). `winnow run` writes it too."""
-    from winnow.flows.summary import report_sections  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.report import ReportError, write_report  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.shardio import StorageError, describe_storage_error  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.flows.summary import report_sections
+    from winnow.report import ReportError, write_report
+    from winnow.storage import StorageError, describe_storage_error
 
     so = _storage_options(storage_options)
     if config and not so:
@@ -533,7 +539,7 @@ def report(
         fail(message or f"{output}: {exc}")
     say("report written to ", (path, "bold"))
     if open_browser and "://" not in path:
-        import webbrowser  # noqa: PLC0415 - imported on use: --help and --version stay instant
+        import webbrowser
 
         webbrowser.open(Path(path).resolve().as_uri())
 
@@ -564,10 +570,9 @@ def _prefect_file_for(prefect_file: Path | None, config: str | None, cron: str |
         params = d.setdefault("parameters", {})
         if config:
             params["config_path"] = config if "://" in config else str(Path(config).resolve())
-            if output is not None and d.get("name") in ("dedup", "pack"):
-                upstream = "documents" if d["name"] == "dedup" else "deduped"
-                params["input"] = [f"{output.rstrip('/')}/{upstream}"]
-                params["output"] = f"{output.rstrip('/')}-{'dedup' if d['name'] == 'dedup' else 'packed'}"
+            alone = _deployed_alone(d, output) if output is not None else None
+            if alone is not None:
+                params["input"], params["output"] = [alone[0]], alone[1]
         elif not prefect_file:
             params["config_path"] = str(Path(str(files("winnow.examples").joinpath("demo.yaml"))))
             # The bundled demo writes beside the deploying directory, not inside the package.
@@ -588,6 +593,17 @@ def _prefect_file_for(prefect_file: Path | None, config: str | None, cron: str |
     tmp = Path(tempfile.mkdtemp(prefix="winnow-deploy-")) / "prefect.yaml"
     tmp.write_text(yaml.safe_dump(data, sort_keys=False))
     return tmp
+
+
+def _deployed_alone(deployment: dict[str, Any], output: str) -> tuple[str, str] | None:
+    """(input, output) of a bundled deployment that runs one stage alone (its name is the stage's),
+    beside a run into ``output``, as that stage says; None for the others."""
+    from winnow.stage import get
+    from winnow.tasks.pipeline import discover
+
+    names = {s.name for s in discover()}
+    name = deployment.get("name")
+    return get(name).deployed_alone(output.rstrip("/")) if name in names else None
 
 
 @app.command(cls=_Command)
@@ -614,17 +630,16 @@ def deploy(
     `prefect worker start --pool winnow` where winnow is installed and the config's paths are
     reachable (absolute paths or s3://).
     """
-    import shutil  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    import subprocess  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    import shutil
 
     _prefect_env()
-    from prefect.settings import PREFECT_API_URL  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
         fail("PREFECT_API_URL is not set. Deployments live on a Prefect server: start one (`prefect server "
              "start`, or deploy/docker-compose.yml) and `export PREFECT_API_URL=http://127.0.0.1:4200/api`.")
-    from winnow.config import ConfigError  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.flows.runtime import check_api  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.config import ConfigError
+    from winnow.flows.runtime import check_api
 
     try:
         check_api(str(PREFECT_API_URL.value()))  # the same line and status as `winnow run`: refused before work
@@ -647,10 +662,10 @@ def deploy(
 
 
 def _ensure_work_pool(pool: str) -> None:
-    from prefect.client.orchestration import get_client  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from prefect.client.schemas.actions import WorkPoolCreate  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from prefect.exceptions import ObjectNotFound  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from prefect.workers.process import ProcessWorker  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
 
     with get_client(sync_client=True) as client:
         try:
@@ -690,9 +705,10 @@ def train_quality(
     Prints precision/recall/F1 of the positive class on a validation split the model never
     trained on, and the model's size. Use it with `quality.classifier: {enabled: true, model_path: OUT}`.
     """
-    from winnow.filters.quality_classifier import train  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.shardio import InputError, StorageError, list_inputs, read_documents  # noqa: PLC0415 - imported on use: --help and --version stay instant
-    from winnow.stats import StageStats  # noqa: PLC0415 - imported on use: --help and --version stay instant
+    from winnow.filters.quality_classifier import train
+    from winnow.inputs import list_inputs, read_documents
+    from winnow.stats import StageStats
+    from winnow.storage import InputError, StorageError
 
     def texts(patterns: list[str]) -> list[str]:
         stats = StageStats()

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+
+from winnow.storage import StorageOptions
 
 PATH_MARK = "winnow_path"
 STAMP_OFF = "winnow_unstamped"
@@ -228,7 +231,8 @@ def resolve_path(path: str, base: Path | str) -> str:
 
 
 def _resolve_paths(data: dict[str, Any], model: type[BaseModel], base: Path | str) -> None:
-    """Resolve every path field of ``data`` (raw YAML) in place, guided by the model's fields."""
+    """Resolve every path field of ``data`` (raw YAML) in place, guided by the model's fields,
+    including those of models inside lists (``classify.classifiers[*].model_path``)."""
     for name, field in model.model_fields.items():
         if name not in data:
             continue
@@ -236,6 +240,12 @@ def _resolve_paths(data: dict[str, Any], model: type[BaseModel], base: Path | st
         sub = field.annotation
         if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
             _resolve_paths(value, sub, base)
+        elif isinstance(value, list) and (items := _item_models(sub)):
+            for entry in value:  # an item's own model when its discriminator says which, else each
+                if isinstance(entry, dict):
+                    for m in items:
+                        if _may_be(entry, m):
+                            _resolve_paths(entry, m, base)
         elif _is_marked(field, PATH_MARK):
             if isinstance(value, str):
                 data[name] = resolve_path(value, base)
@@ -243,7 +253,27 @@ def _resolve_paths(data: dict[str, Any], model: type[BaseModel], base: Path | st
                 data[name] = [resolve_path(str(v), base) if isinstance(v, str) else v for v in value]
 
 
-def _read_config_text(path: str, storage_options: dict[str, Any] | None) -> str:
+def _item_models(annotation: Any) -> list[type[BaseModel]]:
+    """The models the items of a ``list[...]`` field can be (``list[A | B]``, discriminated or not)."""
+    if typing.get_origin(annotation) is not list:
+        return []
+    (item,) = typing.get_args(annotation) or (None,)
+    while typing.get_origin(item) is typing.Annotated:
+        item = typing.get_args(item)[0]
+    options = typing.get_args(item) or (item,)
+    return [m for m in options if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
+def _may_be(entry: dict[str, Any], model: type[BaseModel]) -> bool:
+    """False when a Literal field of ``model`` (a discriminator such as ``kind``) rules the entry out."""
+    for name, field in model.model_fields.items():
+        if typing.get_origin(field.annotation) is typing.Literal and name in entry \
+                and entry[name] not in typing.get_args(field.annotation):
+            return False
+    return True
+
+
+def _read_config_text(path: str, storage_options: StorageOptions) -> str:
     if "://" not in path:
         p = Path(path)
         if not p.is_file():
@@ -279,7 +309,7 @@ def yaml_error_line(source: str, exc: yaml.YAMLError) -> str:
 
 def load_yaml_config(model: type[PipelineConfig], path: str | os.PathLike[str] | None = None,
                      overrides: dict[str, Any] | None = None,
-                     storage_options: dict[str, Any] | None = None) -> PipelineConfig:
+                     storage_options: StorageOptions = None) -> PipelineConfig:
     """Load YAML (local or a URL such as s3://; paths in it are relative to the file), apply
     dotted overrides (``{"runner.workers": 4}``; paths relative to the current directory), and
     validate once. ``storage_options`` are only for reading a remote config file."""

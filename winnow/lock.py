@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from winnow.shardio import StorageOptions, filesystem, is_local, join, storage_call, write_bytes_atomic
+from winnow.storage import StorageOptions, filesystem, is_local, join, storage_call, write_bytes_atomic
 
 LOCK_NAME = ".winnow-lock.json"
 log = logging.getLogger("winnow")

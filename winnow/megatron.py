@@ -63,7 +63,7 @@ them). So, under GPTDataset:
   the next, shuffled, bin).
 
 Writes are atomic: both files are written to hidden temp files beside their final names
-(the pattern ``shardio.remove_stale_temp_files`` cleans up) and renamed into place by
+(the pattern ``storage.remove_stale_temp_files`` cleans up) and renamed into place by
 ``finish()``: first any old ``.idx`` is removed, then the ``.bin`` and last the ``.idx`` are
 renamed, so an ``.idx`` under its final name always describes the ``.bin`` beside it.
 """
@@ -80,15 +80,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from winnow.shardio import (
-    StorageOptions,
-    atomic_put,
-    discard,
-    ensure_parent,
-    filesystem,
-    open_binary,
-    temp_path,
-)
+from winnow.storage import StorageOptions, atomic_put, discard, ensure_parent, filesystem, open_binary, temp_path
 
 INDEX_MAGIC = b"MMIDIDX\x00\x00"
 INDEX_VERSION = 1

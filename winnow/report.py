@@ -11,8 +11,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from winnow.shardio import StorageOptions, join, read_bytes, write_bytes_atomic
 from winnow.stats import StageStats, funnel_rows
+from winnow.storage import StorageOptions, join, read_bytes, write_bytes_atomic
 
 # (stage name, kind, section builder) as the registry gives them; the report module itself
 # knows no stage.

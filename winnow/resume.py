@@ -5,7 +5,10 @@ of the inputs (a raw file's size + ETag/mtime, or the key of an upstream winnow 
 the settings of every stage that shaped it. Its ``key`` is a digest of both. A rerun skips an
 output only when the key it would produce now equals the recorded one, so a changed input,
 an edited config or a redone upstream shard makes it redo the work instead of passing off
-old results. Keys chain: a derived output's inputs are its upstream outputs' keys.
+old results. Keys chain: a derived output's inputs are its upstream outputs' keys. Every
+resumable unit (a shard, a dedup or components task, a pack group, the packed manifest) goes
+through :func:`resumable`, the one check -> skip -> run -> write cycle, and this is the only
+module that knows where markers are (:func:`marker_path`, :func:`prune_shards`).
 
 Layout: the marker of ``DIR/NAME`` is ``DIR/__done__/NAME.json``. The folder name is what both
 folder readers skip: pyarrow ignores names starting with ``_`` or ``.``, Hugging Face
@@ -21,23 +24,18 @@ import json
 import os
 import posixpath
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from winnow.document import Document
-from winnow.shardio import (
-    ShardWriter,
-    StorageError,
-    StorageOptions,
-    filesystem,
-    join,
-    read_documents,
-    write_bytes_atomic,
-)
+from winnow.inputs import read_documents
+from winnow.shards import ShardWriter
 from winnow.stats import StageStats
+from winnow.storage import StorageError, StorageOptions, filesystem, join, write_bytes_atomic
 
 DONE_DIR = "__done__"
+T = TypeVar("T")
 
 
 def work_key(inputs: Sequence[Any], settings: Mapping[str, Any]) -> str:
@@ -160,6 +158,42 @@ class Marker:
             fs.rm_file(p)
 
 
+class Checkpoint(Protocol):
+    """What :func:`resumable` needs of a done-marker: :class:`Marker`, or a record kept in the
+    output itself (the packed output's manifest)."""
+
+    def check(self, key: str, settings: Mapping[str, Any] | None = None, require_output: bool = True
+              ) -> tuple[dict[str, Any] | None, Mismatch | None]: ...
+
+    def write(self, key: str, record: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+def resumable(marker: Checkpoint, key: str, run: Callable[[], tuple[T, Mapping[str, Any] | None]],
+              skip: Callable[[dict[str, Any]], T | None], *, settings: Mapping[str, Any] | None = None,
+              require_output: bool = True, on_redo: Callable[[Mismatch], None] | None = None
+              ) -> tuple[T, Mismatch | None]:
+    """The one check -> skip -> run -> write cycle of every resumable unit of work.
+
+    When ``marker`` covers ``key``, ``skip(record)`` turns its record into the unit's result
+    (None: the record is unusable, do the work). Otherwise ``run()`` does the work, returning
+    the result and the record to mark it done with, or None to leave it unmarked so the next
+    run retries it; ``on_redo(why)`` hears first when that redoes an earlier run's output.
+    Returns the result and, when an earlier run's output was redone, why."""
+    done, mismatch = marker.check(key, settings, require_output)
+    if done is not None and (found := skip(done)) is not None:
+        return found, None
+    if mismatch is not None and on_redo is not None:
+        on_redo(mismatch)
+    result, record = run()
+    if record is None:
+        marker.clear()
+    else:
+        marker.write(key, record, settings)
+    return result, mismatch
+
+
 @dataclass(frozen=True)
 class ShardRef:
     """A finished document shard: where it is, the key it was made with (the stamp that
@@ -189,20 +223,22 @@ def derive_shard(source: ShardRef, out: str, stage: str, settings: Mapping[str, 
     a shard whose stats count that error is written but not marked done, so the next run tries
     it again (e.g. rephrase requests that failed)."""
     key = work_key([source.key], {stage: settings})
-    marker = Marker(out, storage_options)
-    done, mismatch = marker.check(key, {stage: settings})
-    if done is not None:
+
+    def skip(done: dict[str, Any]) -> ShardResult:
         return ShardResult(ShardRef(out, key, int(done["rows"])), done["stats"], skipped=True)
-    stats = StageStats()
-    with ShardWriter(out, storage_options, rows_per_group=rows_per_group) as writer:
-        writer.write_all(make_docs(read_shard(source, storage_options), stats))
-    serialised = {stage: stats.to_dict()}
-    if retry_if and stats.errors.get(retry_if):
-        marker.clear()
-        return ShardResult(None, serialised, mismatch=mismatch)
-    marker.write(key, {"inputs": [source.path], "input_keys": [source.key], "rows": writer.rows,
-                       "stats": serialised}, {stage: settings})
-    return ShardResult(ShardRef(out, key, writer.rows), serialised, mismatch=mismatch)
+
+    def run() -> tuple[ShardResult, dict[str, Any] | None]:
+        stats = StageStats()
+        with ShardWriter(out, storage_options, rows_per_group=rows_per_group) as writer:
+            writer.write_all(make_docs(read_shard(source, storage_options), stats))
+        serialised = {stage: stats.to_dict()}
+        if retry_if and stats.errors.get(retry_if):
+            return ShardResult(None, serialised), None
+        return ShardResult(ShardRef(out, key, writer.rows), serialised), {
+            "inputs": [source.path], "input_keys": [source.key], "rows": writer.rows, "stats": serialised}
+
+    result, mismatch = resumable(Marker(out, storage_options), key, run, skip, settings={stage: settings})
+    return replace(result, mismatch=mismatch)
 
 
 def finished_shard(path: str, storage_options: StorageOptions = None) -> tuple[ShardRef, dict[str, Any]] | None:
@@ -281,3 +317,24 @@ def iter_documents(refs: Iterable[ShardRef], storage_options: StorageOptions = N
     """The documents of several shards, in order (what a corpus stage reads)."""
     for ref in refs:
         yield from read_shard(ref, storage_options)
+
+
+def prune_shards(folder: str, keep: Iterable[str], storage_options: StorageOptions = None,
+                 pattern: str = "part-*.parquet") -> int:
+    """Delete shards (and their done-markers) under ``folder`` that this run did not write, e.g.
+    part-00011 of an earlier run over more inputs: a folder read must see only this run's data."""
+    fs, root = filesystem(folder, storage_options)
+    if not fs.exists(root):
+        return 0
+    keep_names = {posixpath.basename(k) for k in keep}
+    removed = 0
+    for p in fs.glob(posixpath.join(root, pattern)):
+        name = posixpath.basename(p)
+        if name in keep_names:
+            continue
+        fs.rm_file(p)
+        marker = marker_path(posixpath.join(root, name))
+        if fs.exists(marker):
+            fs.rm_file(marker)
+        removed += 1
+    return removed

@@ -32,12 +32,13 @@ from pydantic import Field
 
 from winnow.config import PipelineConfig, StrictModel, output_settings, stamped_paths
 from winnow.document import Document
+from winnow.inputs import path_stamps
 from winnow.resume import ShardRef
-from winnow.shardio import path_stamps
 from winnow.stats import StageStats
 
 Kind = Literal["source", "document", "corpus"]
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 class StageError(ValueError):
@@ -62,7 +63,8 @@ C = TypeVar("C", bound=StageConfig)
 
 @dataclass(frozen=True)
 class StageEnv:
-    """What a stage may need besides its own section: storage and where the run writes."""
+    """What every stage may need from the run besides its own section: storage and where the
+    run writes. A corpus stage gets it inside its :class:`CorpusContext` (``ctx.env``)."""
 
     storage_options: dict[str, Any] = field(default_factory=dict)
     output: str = ""
@@ -121,12 +123,53 @@ class Stage(Generic[C]):
         """HTML for this stage's part of the run report, or None (helpers: winnow.report)."""
         return None
 
+    # The run's end, from the run summary (summary.json's content): each hook returns None when
+    # the stage has nothing to say (it did not run). The text is printed literally, never read
+    # as markup: it carries paths and values from the data.
+
+    @classmethod
+    def summary_line(cls, summary: Mapping[str, Any]) -> str | None:
+        """The line under the funnel table on the terminal."""
+        return None
+
+    @classmethod
+    def summary_markdown(cls, summary: Mapping[str, Any]) -> str | None:
+        """The paragraph of summary.md (and of the run's Markdown artifact) after the funnel."""
+        return None
+
+    @classmethod
+    def done_line(cls, summary: Mapping[str, Any], output: str) -> Sequence[str | tuple[str, str]] | None:
+        """What ``winnow run`` says last about the stage's output (``output``: the run's OUTPUT):
+        parts as ``winnow.cli.say`` takes them, text or (text, style)."""
+        return None
+
+    @classmethod
+    def artifact(cls, summary: Mapping[str, Any]) -> StageArtifact | None:
+        """A Markdown artifact of its own on the flow run (e.g. the packed dataset's manifest)."""
+        return None
+
+    @classmethod
+    def deployed_alone(cls, output: str) -> tuple[str, str] | None:
+        """(input, output) of the bundled deployment named after this stage, which runs it alone
+        on what a run into ``output`` (no trailing slash) wrote: ``winnow deploy --config`` sets
+        them. None: no such deployment."""
+        return None
+
+
+@dataclass(frozen=True)
+class StageArtifact:
+    """A Prefect Markdown artifact a stage adds to the flow run."""
+
+    key: str
+    description: str
+    markdown: str
+
 
 class SourceStage(Stage[C]):
     """A stage that reads input files into documents (ingest, read)."""
     kind: ClassVar[Kind] = "source"
     always_on = True
-    formats: ClassVar[tuple[str, ...]]  # input formats it reads (see winnow.shardio.input_format)
+    formats: ClassVar[tuple[str, ...]]  # input formats it reads (see winnow.inputs.input_format)
 
     def __init__(self, section: C, env: StageEnv) -> None:
         self.cfg = section
@@ -267,20 +310,31 @@ class DocumentStage(Stage[C]):
             on_reject(self.name, doc, reason)
 
 
+class Work(Protocol[R_co]):
+    """A unit of work a :class:`Mapper` runs: a frozen dataclass whose fields are the unit's
+    arguments and whose call does it, so a renamed argument fails the type check where the item
+    is built, not in a worker; being a plain dataclass of module level, it pickles to a worker."""
+
+    def __call__(self) -> R_co: ...
+
+    def label(self) -> str:
+        """What the unit is about, for its task's name and its failure line ("band 3 range 0")."""
+        ...
+
+
 class Mapper(Protocol):
     """How a corpus stage runs its phases: the flow maps them as Prefect tasks on its task
     runner; tests and benchmarks run them in a loop (:class:`LocalMapper`)."""
 
     workers: int
 
-    def map(self, fn: Callable[..., R], items: Sequence[Mapping[str, Any]], *, name: str,
-            label: Callable[[Mapping[str, Any]], str] | None = None) -> list[R]:
-        """``fn(**item)`` for every item, in parallel where the runner allows; results in order.
+    def map(self, items: Sequence[Work[R]], *, name: str) -> list[R]:
+        """``item()`` for every item, in parallel where the runner allows; results in order.
         Raises if any item fails (after the runner's retries): the rerun resumes from markers."""
         ...
 
-    def run_one(self, fn: Callable[..., R], item: Mapping[str, Any], *, name: str) -> R:
-        """``fn(**item)`` once, in a worker (not the flow's process) when workers are processes."""
+    def run(self, item: Work[R], *, name: str) -> R:
+        """``item()`` once, in a worker (not the flow's process) when workers are processes."""
         ...
 
     def batches(self, n: int, tasks_per_worker: int | None = None) -> list[list[int]]:
@@ -294,12 +348,11 @@ class LocalMapper:
         self.workers = workers
         self._batcher = batcher
 
-    def map(self, fn: Callable[..., R], items: Sequence[Mapping[str, Any]], *, name: str,
-            label: Callable[[Mapping[str, Any]], str] | None = None) -> list[R]:
-        return [fn(**item) for item in items]
+    def map(self, items: Sequence[Work[R]], *, name: str) -> list[R]:
+        return [item() for item in items]
 
-    def run_one(self, fn: Callable[..., R], item: Mapping[str, Any], *, name: str) -> R:
-        return fn(**item)
+    def run(self, item: Work[R], *, name: str) -> R:
+        return item()
 
     def batches(self, n: int, tasks_per_worker: int | None = None) -> list[list[int]]:
         if self._batcher is not None:
@@ -309,13 +362,20 @@ class LocalMapper:
 
 @dataclass
 class CorpusContext:
-    """What a corpus stage gets from the flow."""
+    """What a corpus stage gets from the flow: the run's :class:`StageEnv` (``env``, built from
+    ``output`` and ``storage_options``, what the stage's ``settings``/``check`` take) plus what
+    only running over every shard needs: the mapper of its units of work, the Parquet row-group
+    size of the shards it writes and the run's log."""
 
     output: str
     storage_options: dict[str, Any]
     mapper: Mapper
     rows_per_row_group: int = 2000
     log: Callable[[str], None] = lambda message: None
+
+    @property
+    def env(self) -> StageEnv:
+        return StageEnv(self.storage_options or {}, self.output)
 
 
 @dataclass
@@ -341,6 +401,10 @@ class CorpusStage(Stage[C]):
     # input); None when it writes none (packed sequences). A run limited with --stages that does
     # not run the stage reads this folder, when current, instead of rewriting or skipping it.
     output_dir: ClassVar[str | None] = None
+    # The key of summary.json that every run has for this stage, null when it did not run (the
+    # keys readers of summary.json have always found: dedup, packed). A stage without one puts its
+    # summary under its CorpusResult.summary_key, after them, only when it ran.
+    listed_summary: ClassVar[str | None] = None
 
     @classmethod
     def run(cls, section: C, ctx: CorpusContext, inputs: list[ShardRef]) -> CorpusResult:
@@ -355,7 +419,7 @@ _REGISTRY: dict[str, type[Stage[Any]]] = {}
 S = TypeVar("S", bound=type[Stage[Any]])
 
 
-def overrides(cls: type[Stage[Any]], method: str) -> bool:
+def defines(cls: type[Stage[Any]], method: str) -> bool:
     """Whether a stage defines `method` itself (not the base's no-op): a flow skips a whole
     task round when no enabled stage has anything to prepare."""
     return next(k for k in cls.__mro__ if method in vars(k)) is not Stage

@@ -1,8 +1,9 @@
 """Per-stage funnel statistics: documents and bytes in/out, and why the rest was removed.
 
-Each shard produces one ``ShardStats`` (a ``StageStats`` per stage). They are plain dicts on
-disk (inside the shard's done-marker), so a resumed run can rebuild the whole run summary
-without re-reading data, and summaries from many machines merge by addition.
+Each shard records one ``StageStats`` per stage that touched it (stage name -> its stats, a
+``RunStats`` once merged). They are plain dicts on disk (inside the shard's done-marker), so a
+resumed run can rebuild the whole run summary without re-reading data, and summaries from many
+machines merge by addition.
 """
 
 from __future__ import annotations

@@ -266,7 +266,7 @@ def test_a_warc_with_100k_tiny_records(tmp_path):
                       b"Content-Type: application/http; msgtype=request\r\nContent-Length: %d\r\n\r\n" % (k, len(body))
                       + body + b"\r\n\r\n")
     path.write_bytes(gzip.compress(buf.getvalue(), compresslevel=1))
-    from winnow.shardio import list_inputs
+    from winnow.inputs import list_inputs
     from winnow.tasks.pipeline import WinnowConfig
     from winnow.tasks.shard import ShardJob, ShardPlan, process_shard
 

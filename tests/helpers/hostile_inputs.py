@@ -131,8 +131,8 @@ def damaged_members(records: list[bytes], every: int = 2) -> list[bytes]:
 
 def real_pages(warc: Path, limit: int = 20) -> list[tuple[str, bytes]]:
     """(url, body) of the first ``limit`` ordinary HTML pages of a real WARC."""
-    from winnow.shardio import open_binary
     from winnow.stats import StageStats
+    from winnow.storage import open_binary
     from winnow.warc import iter_http_responses
     out = []
     with open_binary(str(warc)) as fh:

@@ -1,4 +1,4 @@
-"""The README's "Adding a stage": one file dropped into winnow/tasks is a stage of the pipeline,
+"""The docs' "Adding a stage" (docs/contributing.md): one file dropped into winnow/tasks is a stage of the pipeline,
 with its config section, its place in `winnow stages`, and its funnel counters (in a fresh
 process, so the test stage never joins the registry of the other tests)."""
 
@@ -13,16 +13,16 @@ import textwrap
 
 def readme_stage_module(readme: str) -> str:
     block = re.search(r"```python\n# tasks/ellipsis.py\n(.*?)```", readme, re.S)
-    assert block, "the README's stage example is missing"
+    assert block, "the stage example of docs/contributing.md is missing"
     return block.group(1)
 
 
 def test_the_readme_stage_example_is_a_working_stage(tmp_path, repo, demo_warcs):
-    (tmp_path / "ellipsis.py").write_text(readme_stage_module((repo / "README.md").read_text()))
+    (tmp_path / "ellipsis.py").write_text(readme_stage_module((repo / "docs" / "contributing.md").read_text()))
     script = textwrap.dedent(f"""
         import winnow.tasks
         winnow.tasks.__path__.append({str(tmp_path)!r})  # as if the file were in tasks/
-        from winnow.shardio import list_inputs
+        from winnow.inputs import list_inputs
         from winnow.stage import get
         from winnow.tasks.pipeline import WinnowConfig, load_config
         from winnow.tasks.shard import ShardJob, ShardPlan, process_shard

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from winnow.charset import LABELS, decode_html, encoding_for_label
-from winnow.shardio import open_binary
 from winnow.stats import StageStats
+from winnow.storage import open_binary
 from winnow.warc import iter_http_responses
 
 DEMO_WARCS = Path(__file__).resolve().parents[3] / "examples" / "data" / "warc"

@@ -16,6 +16,15 @@ def test_demo_config_loads_with_paths_relative_to_file(repo):
     assert cfg.ingest.url_filter.blocked_domains_file == str(repo / "examples" / "blocklists" / "domains.txt")
 
 
+def test_paths_inside_lists_of_models_are_relative_to_the_file_too(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "input: in\noutput: out\nclassify:\n  classifiers:\n"
+        "    - {kind: fasttext, name: q, model_path: models/q.bin, threshold: 0.5}\n"
+        "    - {kind: transformers, name: e, model_path: /abs/edu, threshold: 2.5}\n", encoding="utf-8")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert [c.model_path for c in cfg.classify.classifiers] == [str(tmp_path / "models" / "q.bin"), "/abs/edu"]
+
+
 def test_overrides_replace_config_values_and_stages_switch_exactly(repo, tmp_path):
     cfg = load_config(repo / "examples" / "demo.yaml", {"output": str(tmp_path), "runner.workers": 3,
                                                         "input": "x.warc.gz"}, stages=["dedup"])

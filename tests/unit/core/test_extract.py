@@ -7,8 +7,8 @@ from pathlib import Path
 from winnow import boilerplate
 from winnow.charset import decode_html
 from winnow.extract import get_extractor
-from winnow.shardio import open_binary
 from winnow.stats import StageStats
+from winnow.storage import open_binary
 from winnow.warc import iter_http_responses
 
 DEMO_WARCS = Path(__file__).resolve().parents[3] / "examples" / "data" / "warc"

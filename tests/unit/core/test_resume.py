@@ -6,8 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from winnow.document import Document
-from winnow.resume import Marker, ShardRef, derive_shard, settings_diff, work_key
-from winnow.shardio import ShardWriter, StorageError, read_documents
+from winnow.inputs import read_documents
+from winnow.resume import DONE_DIR, Marker, ShardRef, derive_shard, prune_shards, resumable, settings_diff, work_key
+from winnow.shards import ShardWriter, shard_name
+from winnow.storage import StorageError
 
 
 def test_key_covers_inputs_and_settings_in_any_order():
@@ -103,3 +105,39 @@ def test_derived_shards_follow_their_input_and_settings(tmp_path):
     assert not redone.skipped and redone.mismatch.inputs_changed and len(calls) == 2
     other = derive_shard(ShardRef(str(src), "key-b", 5), out, "upper", {"v": 2}, upper)  # settings changed
     assert not other.skipped and other.mismatch.changed_settings == ["upper.v 1 -> 2"]
+
+
+def test_prune_removes_shards_this_run_did_not_write(tmp_path):
+    folder = tmp_path / "documents"
+    (folder / DONE_DIR).mkdir(parents=True)
+    for k in range(5):
+        (folder / shard_name(k)).write_bytes(b"")
+        (folder / DONE_DIR / f"{shard_name(k)}.json").write_text("{}")
+    assert prune_shards(str(folder), [str(folder / shard_name(k)) for k in range(3)]) == 2
+    assert sorted(p.name for p in folder.glob("part-*")) == [shard_name(k) for k in range(3)]
+    assert sorted(p.name for p in (folder / DONE_DIR).iterdir()) == [f"{shard_name(k)}.json" for k in range(3)]
+
+
+def test_resumable_runs_once_skips_after_and_leaves_unmarked_work_for_the_next_run(tmp_path):
+    marker = Marker(str(tmp_path / "unit"))
+    calls: list[str] = []
+
+    def run(record: dict | None):
+        def go():
+            calls.append("run")
+            return "made", record
+        return go
+
+    def skip(done):
+        return f"skipped {done['n']}"
+
+    assert resumable(marker, "k1", run(None), skip, require_output=False) == ("made", None)
+    assert marker.read() is None  # no record: not marked, the next run retries
+    assert resumable(marker, "k1", run({"n": 1}), skip, settings={"s": 1}, require_output=False) == ("made", None)
+    assert resumable(marker, "k1", run({"n": 2}), skip, require_output=False) == ("skipped 1", None)
+    assert calls == ["run", "run"]
+    heard = []
+    result, why = resumable(marker, "k2", run({"n": 3}), skip, settings={"s": 2}, require_output=False,
+                            on_redo=heard.append)
+    assert result == "made" and why is not None and why.changed_settings == ["s 1 -> 2"] and heard == [why]
+    assert marker.read()["n"] == 3 and marker.path == str(tmp_path / DONE_DIR / "unit.json")

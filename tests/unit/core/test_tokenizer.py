@@ -84,7 +84,7 @@ def test_no_eos_anywhere_fails_saying_where_it_looked_and_guesses_nothing(tmp_pa
 def test_the_eos_in_use_is_in_the_manifest_and_the_card(tmp_path):
     from winnow.document import Document
     from winnow.resume import ShardRef
-    from winnow.shardio import ShardWriter
+    from winnow.shards import ShardWriter
     from winnow.tasks.pack import run_pack
 
     path = train(tmp_path / "llama3", LLAMA3)

@@ -13,7 +13,8 @@ import pytest
 from winnow.document import Document
 from winnow.minhash import WordHasher, permutations, shingle_hash32, shingle_hashes, signatures, words
 from winnow.stage import StageError
-from winnow.tasks.dedup import DedupConfig, dedup_in_process
+from winnow.tasks.dedup.config import DedupConfig
+from winnow.tasks.dedup.stage import dedup_in_process
 
 TEXT = Path(__file__).resolve().parents[2] / "data" / "text"
 
@@ -147,3 +148,19 @@ def test_incremental_dedup_against_an_earlier_run(tmp_path):
     assert summary["removed"] == 21 and stats.dropped_docs["near_duplicate"] == 21
     with pytest.raises(StageError, match="comparable"):
         dedup_in_process([new], str(tmp_path / "run3"), DedupConfig(index=[str(tmp_path / "run1")], rows=4, bands=28))
+
+
+def test_work_items_are_typed_picklable_and_run_what_they_name(tmp_path):
+    import pickle
+
+    from winnow.stage import CorpusContext, LocalMapper
+    from winnow.tasks.dedup.bands import BandWork
+    from winnow.tasks.dedup.components import StarWork
+
+    cfg = DedupConfig(enabled=True)
+    items = [BandWork(0, 1, 2, 3, str(tmp_path), cfg, "key", None, [1, 2]), StarWork(1, 0, str(tmp_path), 2, 2)]
+    for item in items:
+        assert pickle.loads(pickle.dumps(item)) == item  # what a process or Dask worker receives
+    assert [i.label() for i in items] == ["band 0 range 1", "round 1 part 0"]
+    ctx = CorpusContext(str(tmp_path), {"anon": True}, LocalMapper())
+    assert ctx.env.output == str(tmp_path) and ctx.env.storage_options == {"anon": True}

@@ -17,7 +17,7 @@ from winnow.config import ConfigError
 from winnow.document import Document
 from winnow.packing import CapacityTree, best_fit_decreasing, split_into_chunks
 from winnow.resume import ShardRef
-from winnow.shardio import ShardWriter
+from winnow.shards import ShardWriter
 from winnow.stats import StageStats
 from winnow.tasks.pack import PackConfig, check_pack, group_shards, pack, run_pack, tokenize
 from winnow.tasks.pipeline import load_config

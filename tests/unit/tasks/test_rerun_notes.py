@@ -12,9 +12,10 @@ from helpers.openai_server import FakeLLM
 
 from winnow.document import Document
 from winnow.resume import ShardRef
-from winnow.shardio import ShardWriter
+from winnow.shards import ShardWriter
 from winnow.stage import CorpusContext, LocalMapper
-from winnow.tasks.dedup import DedupConfig, DedupStage
+from winnow.tasks.dedup.config import DedupConfig
+from winnow.tasks.dedup.stage import DedupStage
 from winnow.tasks.pack import PackConfig, PackStage
 from winnow.tasks.rephrase import RephraseConfig, RephraseStage
 

@@ -1,5 +1,5 @@
-"""Distributed connected components (winnow/components.py) against scipy and against today's
-in-memory reference (winnow.components.components_in_memory, scipy): same components, same
+"""Distributed connected components (winnow/tasks/dedup/components.py) against scipy and against
+today's in-memory reference (components_in_memory, scipy): same components, same
 representative (smallest id, index documents first), same cluster files and summary."""
 
 from __future__ import annotations
@@ -22,31 +22,20 @@ from hypothesis import strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as scipy_components
 
-from winnow.components import (
-    CLUSTER_SCHEMA,
-    NEW,
-    ComponentsError,
+from winnow.document import Document
+from winnow.storage import filesystem, write_table_atomic
+from winnow.tasks.dedup.bands import band_components
+from winnow.tasks.dedup.components import (
     ConvergenceError,
-    RoundStats,
     components_in_memory,
     connected_components,
-    mix64,
-    partition_of,
     round_cap,
-    unmix64,
 )
-from winnow.document import Document
-from winnow.shardio import filesystem, write_table_atomic
-from winnow.tasks import dedup
-from winnow.tasks.dedup import (
-    COMPONENT_SCHEMA,
-    DedupConfig,
-    band_components,
-    band_tasks,
-    component_path,
-    n_ranges,
-    signatures_group,
-)
+from winnow.tasks.dedup.config import DedupConfig, band_tasks, n_ranges
+from winnow.tasks.dedup.labels import mix64, partition_of, unmix64
+from winnow.tasks.dedup.layout import CLUSTER_SCHEMA, COMPONENT_SCHEMA, NEW, component_path
+from winnow.tasks.dedup.rounds import ComponentsError, RoundStats
+from winnow.tasks.dedup.signatures import signatures_group
 
 TEXT = Path(__file__).resolve().parents[2] / "data" / "text"
 N_SHARDS = 3
@@ -118,10 +107,6 @@ def check_against_scipy(bands: list[list[tuple[int, int]]], work: Path, n_parts:
     assert summary["removed"] == sum(1 for d, (r, _) in expected.items() if d != r)
     assert summary["cluster_size_histogram"] == dict(collections.Counter(sizes.values()))
     return summary
-
-
-def test_layout_constants_match_tasks_dedup():
-    assert CLUSTER_SCHEMA.equals(dedup.CLUSTER_SCHEMA) and int(NEW) == int(dedup.NEW)
 
 
 def test_labels_are_a_bijection_and_partitions_are_even():
@@ -276,13 +261,13 @@ def test_rerun_skips_finished_tasks_and_resumes_after_a_crash(tmp_path):
     reference = run(paths, tmp_path / "ref", 3)
     calls = {"n": 0}
 
-    def crashing(fn, kwargs_list):
+    def crashing(phase, items):
         out = []
-        for kw in kwargs_list:
+        for item in items:
             if calls["n"] == 17:  # in the middle of a round
                 raise RuntimeError("worker lost")
             calls["n"] += 1
-            out.append(fn(**kw))
+            out.append(item())
         return out
 
     with pytest.raises(RuntimeError, match="worker lost"):

@@ -1,4 +1,4 @@
-"""The one IO layer: round trips, atomic writes, listing with sizes, JSONL/Parquet input, S3."""
+"""Inputs: listing with sizes and stamps, grouping, JSONL/Parquet readers, S3 inputs."""
 
 from __future__ import annotations
 
@@ -8,58 +8,12 @@ import os
 from datetime import UTC, datetime
 
 import fsspec
-import pyarrow.parquet as pq
 import pytest
 
-from winnow.document import SCHEMA
-from winnow.resume import DONE_DIR
-from winnow.shardio import (
-    InputError,
-    ShardWriter,
-    StorageError,
-    check_writable,
-    group_inputs,
-    list_inputs,
-    prune_shards,
-    read_documents,
-    shard_name,
-)
+from winnow.inputs import group_inputs, list_inputs, read_documents
+from winnow.shards import ShardWriter, shard_name
 from winnow.stats import StageStats
-
-
-def test_parquet_round_trip_keeps_every_field(tmp_path, warc_docs):
-    docs = warc_docs("cc-main-2020-34-sample.warc.gz")
-    docs[0].annotate("lid", "lang", "zh")
-    docs[0].annotate("quality", "scores", {"gopher": 0.5, "rules": ["a", "b"]})
-    out = tmp_path / shard_name(0)
-    with ShardWriter(str(out), rows_per_group=5) as w:
-        w.write_all(docs)
-    assert w.rows == len(docs)
-    pf = pq.ParquetFile(out)
-    assert pf.schema_arrow.equals(SCHEMA, check_metadata=False)
-    assert pf.metadata.num_row_groups == -(-len(docs) // 5)
-    assert pf.metadata.row_group(0).column(0).compression == "ZSTD"
-    back = list(read_documents(str(out), StageStats()))
-    assert back == docs
-    # Annotations are one JSON object per row: any reader gets them with json.loads.
-    first = pq.read_table(out).column("annotations").to_pylist()[0]
-    assert json.loads(first) == {"lid.lang": "zh", "quality.scores": {"gopher": 0.5, "rules": ["a", "b"]}}
-
-
-def test_failed_write_leaves_nothing(tmp_path, warc_docs):
-    out = tmp_path / "part-00000.parquet"
-    with pytest.raises(RuntimeError):
-        with ShardWriter(str(out)) as w:
-            w.write_all(warc_docs("cc-main-2020-34-sample.warc.gz")[:3])
-            raise RuntimeError("crash mid-shard")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_empty_shard_is_a_valid_parquet_file(tmp_path):
-    out = tmp_path / "part-00000.parquet"
-    with ShardWriter(str(out)):
-        pass
-    assert pq.read_table(out).num_rows == 0
+from winnow.storage import InputError, StorageError
 
 
 def test_jsonl_reader_counts_bad_lines(tmp_path):
@@ -134,26 +88,6 @@ def test_grouping_uses_listed_sizes(tmp_path):
     assert [len(g) for g in group_inputs(files, 0)] == [1] * 10
 
 
-def test_check_writable(tmp_path):
-    check_writable(str(tmp_path / "new" / "out"))
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(StorageError, match="is a file"):
-        check_writable(str(tmp_path / "file"))
-    with pytest.raises(StorageError, match="cannot write to output /proc/x"):
-        check_writable("/proc/x")
-
-
-def test_prune_removes_shards_this_run_did_not_write(tmp_path):
-    folder = tmp_path / "documents"
-    (folder / DONE_DIR).mkdir(parents=True)
-    for k in range(5):
-        (folder / shard_name(k)).write_bytes(b"")
-        (folder / DONE_DIR / f"{shard_name(k)}.json").write_text("{}")
-    assert prune_shards(str(folder), [str(folder / shard_name(k)) for k in range(3)]) == 2
-    assert sorted(p.name for p in folder.glob("part-*")) == [shard_name(k) for k in range(3)]
-    assert sorted(p.name for p in (folder / DONE_DIR).iterdir()) == [f"{shard_name(k)}.json" for k in range(3)]
-
-
 def test_s3_read_warc_and_write_parquet(s3_server, demo_warcs):
     from winnow.tasks.ingest import IngestConfig, ingest_warc
 
@@ -169,47 +103,6 @@ def test_s3_read_warc_and_write_parquet(s3_server, demo_warcs):
         w.write_all(docs)
     assert [p for p in fs.ls("winnow-test/out/documents") if "tmp" in p] == []
     assert [d.id for d in read_documents(out, StageStats(), s3_server)] == [d.id for d in docs]
-
-
-def test_s3_problems_are_one_line_and_never_create_a_bucket(s3_server):
-    check_writable("s3://winnow-test/out", s3_server)
-    fs = fsspec.filesystem("s3", **s3_server)
-    with pytest.raises(StorageError, match="bucket 'winnow-tset' does not exist"):
-        check_writable("s3://winnow-tset/out", s3_server)
-    with pytest.raises((StorageError, InputError), match="winnow-tset"):
-        list_inputs(["s3://winnow-tset/crawl/"], s3_server)
-    fs.invalidate_cache()
-    assert not fs.exists("winnow-tset")  # a typo never creates a bucket
-    unreachable = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}, "key": "k", "secret": "s",
-                   "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
-    with pytest.raises(StorageError, match="cannot reach the storage endpoint"):
-        check_writable("s3://winnow-test/out", unreachable)
-    no_credentials = {"client_kwargs": {"endpoint_url": s3_server["client_kwargs"]["endpoint_url"]}}
-    import os
-
-    saved = {k: os.environ.pop(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if k in os.environ}
-    try:
-        with pytest.raises(StorageError, match="no S3 credentials"):
-            check_writable("s3://winnow-test/out", {**no_credentials, "config_kwargs": {"retries": {"max_attempts": 1}}})
-    finally:
-        os.environ.update(saved)
-
-
-def test_failed_s3_write_leaves_nothing_and_writes_need_no_temp_objects(s3_server, warc_docs):
-    fs = fsspec.filesystem("s3", **s3_server)
-    docs = warc_docs("cc-main-2020-34-sample.warc.gz")
-    out = "s3://winnow-test/atomic/part-00000.parquet"
-    with pytest.raises(RuntimeError):
-        with ShardWriter(out, s3_server, rows_per_group=2) as w:
-            w.write_all(docs * 3)
-            raise RuntimeError("crash mid-shard")
-    fs.invalidate_cache()
-    assert not fs.exists("winnow-test/atomic/part-00000.parquet") and not fs.exists("winnow-test/atomic")
-    with ShardWriter(out, s3_server) as w:
-        w.write_all(docs)
-    fs.invalidate_cache()
-    assert fs.ls("winnow-test/atomic") == ["winnow-test/atomic/part-00000.parquet"]  # no temp object, no copy
-    assert len(list(read_documents(out, StageStats(), s3_server))) == len(docs)
 
 
 # ---- bad records, unreadable inputs (issue 20, items 4 and 5) ---------------------------------
@@ -243,36 +136,6 @@ def test_parquet_columns_of_the_wrong_type_are_counted_per_row(tmp_path, warc_do
     assert dict(stats.errors) == expected
 
 
-WRITER_CHILD = """
-import sys
-from winnow.document import Document
-from winnow.shardio import ShardWriter
-with ShardWriter(sys.argv[1]) as w:
-    w.write(Document("a", "lone \\ud800 surrogate from a stage", url="http://x/\\udc00",
-                     annotations={"s.k": "v\\ud801", "s.l": ["\\ud802"]}))
-print(w.rows)
-try:
-    with ShardWriter(sys.argv[1] + ".2") as w:
-        w.write(Document("b", ["not", "text"]))  # a stage bug, met at the last flush: the shard fails
-except Exception as exc:
-    print(type(exc).__name__)
-"""
-
-
-def test_the_writer_survives_surrogates_and_leaves_no_del_tracebacks(tmp_path):
-    import subprocess
-    import sys
-
-    out = tmp_path / shard_name(0)
-    proc = subprocess.run([sys.executable, "-c", WRITER_CHILD, str(out)], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.stdout.split() == ["1", "ArrowTypeError"], proc.stderr
-    assert "Exception ignored" not in proc.stderr and "closed file" not in proc.stderr
-    (doc,) = read_documents(str(out), StageStats())
-    assert doc.text == "lone ? surrogate from a stage" and doc.url == "http://x/?"
-    assert not (tmp_path / (shard_name(0) + ".2")).exists()
-
-
 def _without_root_powers(code: str, *args: str):
     """Run Python as root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH: root reads files whatever
     their mode, so a permission test takes those powers away. Skipped where that is not possible."""
@@ -289,7 +152,7 @@ def _without_root_powers(code: str, *args: str):
 
 READ_CHILD = """
 import sys
-from winnow.shardio import list_inputs, read_documents
+from winnow.inputs import list_inputs, read_documents
 from winnow.stats import StageStats
 try:
     if sys.argv[1] == "list":
