@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from winnow.config import PipelineConfig, RunnerConfig
+from winnow.config import PipelineConfig, RunnerConfig, config_sections
 from winnow.tasks.pipeline import discover
 
 PAGE = Path(__file__).resolve().parent / "configuration-reference.md"
@@ -78,28 +78,17 @@ def cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def table(model: type[BaseModel], prefix: str) -> tuple[list[str], list[tuple[str, type[BaseModel]]]]:
-    rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
-    nested = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            nested.append((name, annotation))
-            continue
-        rows.append(f"| `{prefix}{name}` | {cell(type_name(annotation))} | {cell(default_of(field))} "
-                    f"| {cell(field.description or '')} |")
-    return rows, nested
-
-
 def section(title: str, model: type[BaseModel], prefix: str, intro: str = "") -> list[str]:
-    rows, nested = table(model, prefix)
-    out = [f"## `{title}`" if prefix else f"## {title}", ""]
-    if intro:
-        out += [intro, ""]
-    out += [*rows, ""]
-    for name, sub in nested:
-        if sub is not RunnerConfig:
-            out += section(f"{prefix}{name}", sub, f"{prefix}{name}.")
+    out: list[str] = []
+    for section_prefix, fields in config_sections(model, prefix):
+        name = section_prefix.rstrip(".") if section_prefix != prefix else title
+        out += [f"## `{name}`" if section_prefix else f"## {name}", ""]
+        if intro and section_prefix == prefix:
+            out += [intro, ""]
+        out += ["| field | type | default | meaning |", "|---|---|---|---|"]
+        out += [f"| `{section_prefix}{n}` | {cell(type_name(f.annotation))} | {cell(default_of(f))} "
+                f"| {cell(f.description or '')} |" for n, f in fields]
+        out.append("")
     return out
 
 

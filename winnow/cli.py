@@ -468,7 +468,7 @@ def stages() -> None:
     from pydantic import BaseModel
     from pydantic_core import PydanticUndefined
 
-    from winnow.config import PipelineConfig, RunnerConfig
+    from winnow.config import PipelineConfig, RunnerConfig, config_sections
     from winnow.tasks.pipeline import discover
 
     def default_of(field: Any) -> str:
@@ -480,18 +480,11 @@ def stages() -> None:
         return repr(field.default)
 
     def show(title: str, model: type[BaseModel], prefix: str) -> None:
-        say("\n", (title, "bold"), console=out)
-        nested = []
-        for name, field in model.model_fields.items():
-            annotation = field.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                nested.append((name, annotation))
-                continue
-            say("  ", (f"{prefix}{name}", "cyan"), f" = {default_of(field)}\n      {field.description or ''}",
-                console=out)
-        for name, sub in nested:
-            if sub is not RunnerConfig:
-                show(f"{prefix}{name}", sub, f"{prefix}{name}.")
+        for section_prefix, fields in config_sections(model, prefix):
+            say("\n", (section_prefix.rstrip(".") if section_prefix != prefix else title, "bold"), console=out)
+            for name, field in fields:
+                say("  ", (f"{section_prefix}{name}", "cyan"),
+                    f" = {default_of(field)}\n      {field.description or ''}", console=out)
 
     registry = discover()
     labels = {"source": "per input file", "document": "per document, streamed per shard",

@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 import re
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from winnow.storage import StorageOptions
 
@@ -155,6 +157,23 @@ class RunnerConfig(StrictModel):
         elif tasks_per_worker:
             size = max(size, -(-n // (tasks_per_worker * self.workers)))
         return [list(range(i, min(n, i + size))) for i in range(0, n, size)]
+
+
+def config_sections(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, list[tuple[str, FieldInfo]]]]:
+    """Each section of ``model``, depth first, as (its dotted prefix, its own fields): what
+    ``winnow stages`` and the generated configuration reference list. The runner section is
+    listed on its own by both, so it is not repeated under the top level."""
+    fields, nested = [], []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            nested.append((name, annotation))
+        else:
+            fields.append((name, field))
+    yield prefix, fields
+    for name, sub in nested:
+        if sub is not RunnerConfig:
+            yield from config_sections(sub, f"{prefix}{name}.")
 
 
 class PipelineConfig(StrictModel):

@@ -202,7 +202,24 @@ def atomic_put(fs: fsspec.AbstractFileSystem, tmp: str, final: str) -> None:
         fs.mv(tmp, final)
 
 
-class AtomicFile:
+class _CommitOrAbort:
+    """Leaving a ``with`` block commits what was written, or aborts it when the block raised."""
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class AtomicFile(_CommitOrAbort):
     """A file handle whose content appears under ``final`` whole or not at all.
 
     On a local disk it writes a hidden temp file and renames it into place. An object store
@@ -235,13 +252,6 @@ class AtomicFile:
 
     def __enter__(self) -> Any:
         return self.open()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
     def abort(self) -> None:
         """Leave nothing visible: the temp file removed, or the upload aborted."""
@@ -286,7 +296,7 @@ def read_table(path: str, storage_options: StorageOptions = None) -> pa.Table:
         return pq.read_table(fh)
 
 
-class ParquetShardWriter:
+class ParquetShardWriter(_CommitOrAbort):
     """Stream rows into one Parquet file of ``schema``: buffered items become a row group every
     ``rows_per_group`` rows or ``max_group_bytes``; ``to_table(items)`` turns a buffer into an
     Arrow table. Use as a context manager: on success the temp file is renamed into place; on
@@ -352,13 +362,6 @@ class ParquetShardWriter:
         """Leave nothing at the final path."""
         self._drop_writer()
         self._file.abort()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
     def _drop_writer(self) -> None:
         """Forget the Parquet writer of a shard being abandoned. Left to the garbage collector,
