@@ -54,7 +54,7 @@ system-deps:
 
 ## Run the test suite (unit tests mirror the packages: tests/unit/{core,filters,tasks}; end-to-end: tests/e2e).
 test: install system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=40
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -1,5 +1,5 @@
 """How a run executes on Prefect: task runners, mapping units of work as tasks, the terminal
-progress display, and the temporary API server.
+progress display, and the Prefect API a run talks to (a temporary server when none is set).
 
 Stages never see Prefect: a corpus stage gets a :class:`winnow.stage.Mapper`, and this module's
 :class:`PrefectMapper` turns each unit of work into a Prefect task run on the configured task
@@ -9,15 +9,12 @@ runner (threads, processes or Dask), showing progress on the terminal and in the
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 from prefect import Task
@@ -25,7 +22,6 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.runtime import task_run
-from prefect.server.api.server import SubprocessASGIServer
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -36,6 +32,9 @@ from winnow.lock import check_vanished
 from winnow.stage import Work
 from winnow.storage import error_line
 from winnow.text_safety import EscapeControls, printable
+
+if TYPE_CHECKING:
+    from winnow.flows.temporary_server import TemporaryServer
 
 R = TypeVar("R")
 log = logging.getLogger("winnow")
@@ -325,58 +324,6 @@ class PrefectMapper:
         return self.config.batches(n, tasks_per_worker)
 
 
-class TemporaryServer(SubprocessASGIServer):
-    """Prefect's temporary API server, in a session of its own: Ctrl-C in the terminal goes to
-    winnow alone, which then stops the server itself, instead of the server dying first and
-    every API call of the run retrying against it for minutes."""
-
-    def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-        # Prefect builds the uvicorn command line; only the session of the child is changed here
-        # (start-up happens once, before any other thread of the run starts processes).
-        popen = subprocess.Popen
-        try:
-            subprocess.Popen = _NewSessionPopen  # type: ignore[misc]
-            return super()._run_uvicorn_command()
-        finally:
-            subprocess.Popen = popen  # type: ignore[misc]
-
-
-class _NewSessionPopen(subprocess.Popen):  # type: ignore[type-arg,unused-ignore]
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("env") is not None:
-            kwargs["env"] = temporary_server_env(kwargs["env"])
-        kwargs.setdefault("start_new_session", True)
-        kwargs.setdefault("stdout", subprocess.DEVNULL)
-        kwargs.setdefault("stderr", subprocess.DEVNULL)
-        kwargs.setdefault("preexec_fn", _die_with_parent)
-        super().__init__(*args, **kwargs)
-
-
-_DATABASE_SETTINGS = ("PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
-TEMPORARY_DATABASE = "winnow-temporary-server.db"
-
-
-def temporary_server_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The temporary server's environment: a database of its own (PREFECT_HOME/winnow-
-    temporary-server.db) unless one is configured, so ad-hoc runs never show up in the UI of the
-    user's own `prefect server start`, whose database is PREFECT_HOME/prefect.db."""
-    from prefect.settings import PREFECT_HOME  # noqa: PLC0415 - settings read after the CLI set the env
-
-    env = dict(env)
-    if not any(env.get(k) for k in _DATABASE_SETTINGS):
-        home = os.path.expanduser(str(PREFECT_HOME.value()))
-        os.makedirs(home, exist_ok=True)
-        env["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{os.path.join(home, TEMPORARY_DATABASE)}"
-    return env
-
-
-def _die_with_parent() -> None:
-    """In the server's process, before exec: SIGTERM when winnow dies. Out of winnow's process
-    group, the server would outlive a `kill -9` of the run (Linux; elsewhere it stops at exit)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 _server: TemporaryServer | None = None
 
 
@@ -406,6 +353,10 @@ def ensure_api(runner: RunnerConfig) -> TemporaryServer | None:
         raise ConfigError("runner.dask_address points at a remote Dask cluster: set PREFECT_API_URL to a Prefect "
                           "server that its workers can reach (a temporary local server is not).")
     if _server is None:
+        # Prefect's server code (FastAPI, SQLAlchemy, uvicorn: ~2 s and ~100 MB) is imported only
+        # by the process that starts the server, never by a worker that imports this module.
+        from winnow.flows.temporary_server import TemporaryServer  # noqa: PLC0415 - see above
+
         _server = TemporaryServer()
         _server.start(timeout=120)
     os.environ["PREFECT_API_URL"] = _server.api_url
